@@ -1,0 +1,3 @@
+"""MF Studio's engine: explicit-rating matrix factorization in PyTorch (never imports streamlit)."""
+
+__version__ = "0.1.0"

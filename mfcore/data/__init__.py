@@ -1,0 +1,1 @@
+"""Rating data: loading, synthetic generation and splitting."""

@@ -1,0 +1,128 @@
+"""The matrix-factorization model: plain or biased, linear or sigmoid output.
+
+Parameters are plain tensors (not ``nn.Embedding``) so that the autograd trainer,
+the hand-written kernels and the ALS solver all update the same storage in place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mfcore.config import ModelConfig
+
+
+class MFModel(nn.Module):
+    """r̂(u, i) = g + b_u + b_i + p_u · q_i (biased) or p_u · q_i (plain), on dense indices."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        config: ModelConfig,
+        *,
+        global_mean: float,
+        rating_scale: tuple[float, float],
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
+        k = config.n_factors
+        self.user_factors = nn.Parameter(self._init((n_users, k), generator))
+        self.item_factors = nn.Parameter(self._init((n_items, k), generator))
+        # Biases always exist so every model has the same state_dict; plain MF keeps
+        # them at zero and out of the optimizer. Shape (n, 1) so that F.embedding can
+        # give them sparse gradients like the factor tables.
+        self.user_bias = nn.Parameter(torch.zeros(n_users, 1), requires_grad=config.use_bias)
+        self.item_bias = nn.Parameter(torch.zeros(n_items, 1), requires_grad=config.use_bias)
+        start = global_mean if config.global_bias != "none" else 0.0
+        if config.output == "sigmoid":
+            # Start the squashed output at the mean rating, not mid-range.
+            start = _logit_within(global_mean, self.output_range) if config.global_bias != "none" else 0.0
+        self.global_bias = nn.Parameter(
+            torch.tensor(float(start)), requires_grad=config.global_bias == "learned"
+        )
+        self.to(device)
+
+    # -- construction -------------------------------------------------------------------
+    def _init(self, shape: tuple[int, int], generator: torch.Generator | None) -> torch.Tensor:
+        cfg = self.config
+        if cfg.init == "normal":
+            return torch.randn(shape, generator=generator) * cfg.init_std
+        return torch.rand(shape, generator=generator) * (cfg.init_high - cfg.init_low) + cfg.init_low
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        if self.config.output_range is not None:
+            return self.config.output_range
+        lo, hi = self.rating_scale
+        return (lo - 0.5 if lo > 0.5 else 0.0, hi + 0.5)
+
+    @property
+    def n_users(self) -> int:
+        return self.user_factors.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_factors.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.user_factors.device
+
+    # -- prediction ---------------------------------------------------------------------
+    def score(self, users: torch.Tensor, items: torch.Tensor, *, sparse_grad: bool = False) -> torch.Tensor:
+        """The pre-output sum g + b_u + b_i + p_u·q_i for index tensors (differentiable)."""
+        p = F.embedding(users, self.user_factors, sparse=sparse_grad)
+        q = F.embedding(items, self.item_factors, sparse=sparse_grad)
+        s = (p * q).sum(dim=1) + self.global_bias
+        if self.config.use_bias:
+            s = s + F.embedding(users, self.user_bias, sparse=sparse_grad).squeeze(1)
+            s = s + F.embedding(items, self.item_bias, sparse=sparse_grad).squeeze(1)
+        return s
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, *, sparse_grad: bool = False) -> torch.Tensor:
+        """Training-time prediction (sigmoid applied when configured; no clipping)."""
+        return self.squash(self.score(users, items, sparse_grad=sparse_grad))
+
+    def squash(self, s: torch.Tensor) -> torch.Tensor:
+        if self.config.output == "sigmoid":
+            lo, hi = self.output_range
+            return lo + (hi - lo) * torch.sigmoid(s)
+        return s
+
+    @torch.no_grad()
+    def predict(self, users: torch.Tensor, items: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
+        """Predicted ratings, clipped to the rating scale (as evaluation uses them)."""
+        out = self.forward(users, items)
+        if clip:
+            out = out.clamp(*self.rating_scale)
+        return out
+
+    @torch.no_grad()
+    def predict_in_chunks(self, users: torch.Tensor, items: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
+        """``predict`` over long index tensors without a huge temporary."""
+        parts = [self.predict(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)]
+        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
+
+    @torch.no_grad()
+    def score_all_items(self, users: torch.Tensor) -> torch.Tensor:
+        """Predicted rating of every item for each of ``users`` ([len(users), n_items])."""
+        s = self.user_factors[users] @ self.item_factors.T + self.global_bias
+        if self.config.use_bias:
+            s = s + self.user_bias[users] + self.item_bias.T
+        return self.squash(s).clamp(*self.rating_scale)
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
+
+
+def _logit_within(value: float, bounds: tuple[float, float]) -> float:
+    lo, hi = bounds
+    x = min(max((value - lo) / (hi - lo), 1e-4), 1 - 1e-4)
+    return math.log(x / (1 - x))

@@ -1,0 +1,175 @@
+"""Steppers: one epoch of weight updates over a shuffled order of training ratings.
+
+The trainer owns the loop, the events and the evaluation; a stepper only knows how to
+update the model for a slice of ratings. All steppers share one objective, per rating:
+
+    ½ (r - r̂)² + ½ l2 (|p_u|² + |q_i|²) + ½ l2_bias (b_u² + b_i²)
+
+so ``lr`` and ``l2`` mean what they mean in classic SGD-MF (Funk, Surprise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from mfcore.config import TrainConfig
+from mfcore.model import MFModel
+from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
+
+
+class Stepper(Protocol):
+    chunk_size: int
+    """How many ratings of the shuffled order one ``step`` call takes."""
+
+    def step(self, idx: torch.Tensor) -> float:
+        """Update on the training ratings ``idx``; return their summed squared error
+        (each measured before its own update)."""
+
+    def set_lr(self, lr: float) -> None: ...
+
+
+@dataclass
+class TrainTensors:
+    """The training ratings on the device: dense user/item indices and ratings."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    ratings: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> Stepper:
+    """Per-rating SGD (batch size 1) gets the compiled kernel; everything else autograd."""
+    if (
+        config.optimizer == "sgd"
+        and config.batch_size == 1
+        and config.momentum == 0
+        and config.weight_decay == 0
+        and model.config.output == "linear"
+    ):
+        return PerRatingSGDStepper(model, config, train)
+    batch = len(train) if config.batch_size == 0 else config.batch_size
+    return TorchOptimStepper(model, config, train, max(1, min(batch, len(train))))
+
+
+class TorchOptimStepper:
+    """Autograd + a ``torch.optim`` optimizer on index batches (the general path).
+
+    The batch loss is the mean of the per-rating objective, so plain SGD's step per
+    rating is ``lr / batch_size``; adaptive optimizers (Adam, Adagrad) do not care.
+    Embedding rows get sparse gradients where the optimizer supports them, so a step
+    costs the rows a batch touches, not the whole table.
+    """
+
+    def __init__(self, model: MFModel, config: TrainConfig, train: TrainTensors, batch_size: int) -> None:
+        self.model = model
+        self.config = config
+        self.train = train
+        self.chunk_size = batch_size
+        name = config.optimizer
+        self.sparse = name == "sparse_adam" or (
+            name in ("sgd", "adagrad") and config.weight_decay == 0 and config.momentum == 0
+        )
+        table_params = [model.user_factors, model.item_factors]
+        if model.config.use_bias:
+            table_params += [model.user_bias, model.item_bias]
+        dense_params = [model.global_bias] if model.global_bias.requires_grad else []
+        if self.sparse:
+            self.optimizers = [_make_optimizer(name, table_params, config)]
+            if dense_params:
+                # SparseAdam refuses dense tensors; the one scalar gets its dense twin.
+                dense_name = "adam" if name == "sparse_adam" else name
+                self.optimizers.append(_make_optimizer(dense_name, dense_params, config))
+        else:
+            self.optimizers = [_make_optimizer(name, table_params + dense_params, config)]
+
+    def set_lr(self, lr: float) -> None:
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def step(self, idx: torch.Tensor) -> float:
+        model, cfg = self.model, self.config
+        users, items, ratings = self.train.users[idx], self.train.items[idx], self.train.ratings[idx]
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        pred = model(users, items, sparse_grad=self.sparse)
+        err = ratings - pred
+        sq = err.square()
+        loss = 0.5 * sq.mean()
+        if cfg.l2 > 0:
+            # F.embedding again (not indexing) so the penalty's gradient is sparse too.
+            p = torch.nn.functional.embedding(users, model.user_factors, sparse=self.sparse)
+            q = torch.nn.functional.embedding(items, model.item_factors, sparse=self.sparse)
+            loss = loss + 0.5 * cfg.l2 * (p.square().sum(1) + q.square().sum(1)).mean()
+        if cfg.l2_bias > 0 and model.config.use_bias:
+            bu = torch.nn.functional.embedding(users, model.user_bias, sparse=self.sparse)
+            bi = torch.nn.functional.embedding(items, model.item_bias, sparse=self.sparse)
+            loss = loss + 0.5 * cfg.l2_bias * (bu.square() + bi.square()).mean()
+        loss.backward()
+        for opt in self.optimizers:
+            opt.step()
+        return float(sq.detach().sum())
+
+
+def _make_optimizer(name: str, params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "sparse_adam":
+        return torch.optim.SparseAdam(params, lr=cfg.lr)
+    raise ValueError(f"no torch optimizer for {name!r}")  # configs are validated before this
+
+
+class PerRatingSGDStepper:
+    """Classic per-rating SGD (batch size 1) without autograd.
+
+    CPU: a compiled sequential loop over the model's own storage. Other devices: the
+    same update on chunks of ratings (see :mod:`mfcore.training.kernels`).
+    """
+
+    CPU_CHUNK = 32_768  # ratings per kernel call: small enough for ~10 progress checks/s
+    DEVICE_CHUNK = 4_096  # ratings updated together on a GPU
+
+    def __init__(self, model: MFModel, config: TrainConfig, train: TrainTensors) -> None:
+        self.model = model
+        self.config = config
+        self.train = train
+        self.lr = config.lr
+        self.on_cpu = model.device.type == "cpu"
+        self.chunk_size = self.CPU_CHUNK if self.on_cpu else self.DEVICE_CHUNK
+        self.use_bias = model.config.use_bias
+        self.learn_g = model.config.global_bias == "learned"
+        if self.on_cpu:
+            self._np = [t.detach().numpy() for t in (train.users, train.items, train.ratings)]
+            self._weights = [
+                p.detach().numpy()
+                for p in (model.user_factors, model.item_factors, model.user_bias, model.item_bias)
+            ] + [model.global_bias.detach().view(1).numpy()]
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+
+    def step(self, idx: torch.Tensor) -> float:
+        cfg, m = self.config, self.model
+        if self.on_cpu:
+            return sgd_chunk_cpu(
+                idx.numpy(), *self._np, *self._weights,
+                self.lr, cfg.l2, cfg.l2_bias, self.use_bias, self.learn_g,
+            )
+        return sgd_chunk_torch(
+            idx, self.train.users, self.train.items, self.train.ratings,
+            m.user_factors.data, m.item_factors.data, m.user_bias.data, m.item_bias.data, m.global_bias.data,
+            self.lr, cfg.l2, cfg.l2_bias, self.use_bias, self.learn_g,
+        )

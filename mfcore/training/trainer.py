@@ -1,0 +1,320 @@
+"""The streaming trainer: a generator of events around an epoch loop.
+
+    trainer = Trainer(data, split, ModelConfig(), TrainConfig())
+    for event in trainer.run():      # or fit(..., on_event=print)
+        ...                          # trainer.model is usable after every event
+    trainer.cancel()                 # from any thread: stops between batches
+
+Ratings live as tensors on the device; each epoch slices a shuffled index tensor
+into batches (no DataLoader, no Python objects per rating).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
+from mfcore.data.dataset import RatingData
+from mfcore.data.splits import Split
+from mfcore.device import configure_cpu_threads, describe_device, resolve_device
+from mfcore.errors import DivergedError, MFError
+from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
+from mfcore.model import MFModel
+from mfcore.training.steppers import TrainTensors, make_stepper
+
+# Up to this many ratings, factor snapshots are kept per epoch by default (ml-1m size).
+SNAPSHOT_MAX_RATINGS = 1_100_000
+
+
+@dataclass
+class History:
+    """Per-epoch metrics, as lists (plain data: goes into checkpoints and stores)."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_rmse: list[float] = field(default_factory=list)
+    test_mae: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    examples_per_second: list[float] = field(default_factory=list)
+
+    def add(self, event: EpochEnded) -> None:
+        self.epoch.append(event.epoch)
+        self.train_loss.append(event.train_loss)
+        self.test_rmse.append(event.test_rmse)
+        self.test_mae.append(event.test_mae)
+        self.seconds.append(event.seconds)
+        self.examples_per_second.append(event.examples_per_second)
+
+    def to_dict(self) -> dict[str, list]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+class Trainer:
+    """Fits one model on one split and streams events."""
+
+    def __init__(
+        self,
+        data: RatingData,
+        split: Split,
+        model_config: ModelConfig | None = None,
+        train_config: TrainConfig | None = None,
+        runtime: RuntimeOptions | None = None,
+    ) -> None:
+        self.data = data
+        self.split = split
+        self.model_config = model_config or ModelConfig()
+        self.train_config = train_config or TrainConfig()
+        self.runtime = runtime or RuntimeOptions()
+        self.device = resolve_device(self.runtime.device)
+        self.model: MFModel | None = None
+        self.history = History()
+        self.snapshots: list[dict[str, np.ndarray]] = []
+        self.baselines: dict[str, float] = {}
+        self.final_metrics: dict[str, float] = {}
+        self._cancel = threading.Event()
+
+    # -- control ----------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the run to stop before its next batch (thread-safe)."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> Iterator[Event]:
+        """Train, yielding events; never raises for a diverging or failing run."""
+        device_name = "?"
+        epoch = 0
+        try:
+            if self.device.type == "cpu":
+                configure_cpu_threads(self.runtime.cpu_threads)
+            device_name = describe_device(self.device)
+            for event in self._run(device_name):
+                epoch = getattr(event, "epoch", epoch)
+                yield event
+        except DivergedError as exc:
+            yield RunFailed(reason="diverged", message=str(exc), epoch=epoch, device=device_name)
+        except MFError as exc:
+            yield RunFailed(reason="error", message=str(exc), epoch=epoch, device=device_name)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            # torch reports out-of-memory and device faults as RuntimeError.
+            yield RunFailed(reason="error", message=f"{type(exc).__name__}: {exc}", epoch=epoch, device=device_name)
+
+    # -- the loop ---------------------------------------------------------------------
+    def _run(self, device_name: str) -> Iterator[Event]:
+        from mfcore.baselines import evaluate_baselines
+
+        tc, rt = self.train_config, self.runtime
+        data, split, dev = self.data, self.split, self.device
+        gen = torch.Generator().manual_seed(tc.seed)
+
+        train_u = torch.from_numpy(data.user_idx[split.train]).to(dev)
+        train_i = torch.from_numpy(data.item_idx[split.train]).to(dev)
+        train_r = torch.from_numpy(data.rating[split.train]).to(dev)
+        test_u = torch.from_numpy(data.user_idx[split.test]).to(dev)
+        test_i = torch.from_numpy(data.item_idx[split.test]).to(dev)
+        test_r = torch.from_numpy(data.rating[split.test]).to(dev)
+        n_train = len(train_r)
+        global_mean = float(train_r.double().mean()) if n_train else 0.0
+
+        self.model = model = MFModel(
+            data.n_users, data.n_items, self.model_config,
+            global_mean=global_mean, rating_scale=data.rating_scale, generator=gen, device=dev,
+        )
+        stepper = make_stepper(model, tc, TrainTensors(train_u, train_i, train_r))
+        batch = stepper.chunk_size
+        n_batches = max(1, math.ceil(n_train / max(1, tc.batch_size or n_train)))
+        keep_snapshots = rt.keep_snapshots if rt.keep_snapshots is not None else data.n_ratings <= SNAPSHOT_MAX_RATINGS
+
+        self.baselines = evaluate_baselines(data, split)
+        yield RunStarted(
+            device=device_name, epochs=tc.epochs, n_train=n_train, n_test=len(test_r),
+            batches_per_epoch=n_batches, baselines=dict(self.baselines),
+        )
+
+        averager = _WeightAverager(model) if tc.average_from is not None else None
+        best = (math.inf, 0, None)  # (rmse, epoch, state)
+        lr = tc.lr
+        elapsed = 0.0
+        reason = "completed"
+        epoch = 0
+        for epoch in range(1, tc.epochs + 1):
+            stepper.set_lr(lr)
+            order = torch.randperm(n_train, generator=gen).to(dev)
+            t0 = time.perf_counter()
+            last_report = t0
+            sq_sum, seen = 0.0, 0
+            for start in range(0, n_train, batch):
+                if self._cancel.is_set():
+                    break
+                idx = order[start : start + batch]
+                sq = stepper.step(idx)
+                if not math.isfinite(sq):
+                    raise DivergedError(_diverged_message(epoch, lr, "the training loss"))
+                sq_sum += sq
+                seen += len(idx)
+                now = time.perf_counter()
+                if now - last_report >= rt.progress_interval_s and seen < n_train:
+                    last_report = now
+                    yield EpochProgress(
+                        epoch=epoch, epochs=tc.epochs, done=seen, total=n_train,
+                        train_loss=sq_sum / seen, examples_per_second=seen / (now - t0),
+                        elapsed_s=elapsed + now - t0, device=device_name,
+                    )
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            if self._cancel.is_set():
+                epoch -= 1  # the interrupted epoch does not count
+                reason = "cancelled"
+                break
+            if not model.weights_finite():
+                raise DivergedError(_diverged_message(epoch, lr, "the weights"))
+            if averager is not None and epoch >= tc.average_from:
+                averager.add(model)
+            rmse, mae = self._evaluate(model, averager, test_u, test_i, test_r)
+            is_best = rmse < best[0]
+            if is_best and tc.early_stopping_patience > 0:
+                best = (rmse, epoch, self._eval_state(model, averager))
+            elif is_best:
+                best = (rmse, epoch, None)
+            if keep_snapshots:
+                self.snapshots.append(_snapshot(model, averager))
+            ended = EpochEnded(
+                epoch=epoch, epochs=tc.epochs, train_loss=sq_sum / max(1, seen), test_rmse=rmse, test_mae=mae,
+                examples_per_second=seen / max(seconds, 1e-9), seconds=seconds, elapsed_s=elapsed,
+                lr=lr, device=device_name, is_best=is_best,
+            )
+            self.history.add(ended)
+            yield ended
+            if tc.early_stopping_patience > 0 and epoch - best[1] >= tc.early_stopping_patience:
+                reason = "early_stopped"
+                break
+            lr *= tc.lr_decay
+
+        # Keep what evaluation reported: the best weights (early stopping) or the average.
+        if tc.early_stopping_patience > 0 and best[2] is not None:
+            model.load_state_dict(best[2])
+        elif averager is not None and averager.count:
+            averager.copy_to(model)
+        if epoch == 0:
+            rmse, mae = (math.nan, math.nan)
+        else:
+            rmse, mae = self._evaluate(model, None, test_u, test_i, test_r)
+        self.final_metrics = {"test_rmse": rmse, "test_mae": mae, **self.baselines}
+        yield RunFinished(
+            reason=reason, epochs_run=epoch, best_epoch=best[1], metrics=dict(self.final_metrics),
+            train_seconds=elapsed, examples_per_second=(n_train * max(epoch, 0)) / max(elapsed, 1e-9),
+            device=device_name,
+        )
+
+    # -- helpers ----------------------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate(self, model: MFModel, averager: "_WeightAverager | None", u, i, r) -> tuple[float, float]:
+        if len(r) == 0:
+            return math.nan, math.nan
+        if averager is not None and averager.count:
+            with averager.swapped_in(model):
+                pred = model.predict_in_chunks(u, i)
+        else:
+            pred = model.predict_in_chunks(u, i)
+        err = (pred - r).double()
+        return float(err.square().mean().sqrt()), float(err.abs().mean())
+
+    def _eval_state(self, model: MFModel, averager: "_WeightAverager | None") -> dict[str, torch.Tensor]:
+        if averager is not None and averager.count:
+            with averager.swapped_in(model):
+                return {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class _WeightAverager:
+    """Running mean of the weights over epochs (stochastic weight averaging)."""
+
+    def __init__(self, model: MFModel) -> None:
+        self.sums = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in model.state_dict().items()}
+        self.count = 0
+
+    def add(self, model: MFModel) -> None:
+        for k, v in model.state_dict().items():
+            self.sums[k] += v
+        self.count += 1
+
+    def mean_state(self) -> dict[str, torch.Tensor]:
+        return {k: (s / self.count).to(torch.float32) for k, s in self.sums.items()}
+
+    def copy_to(self, model: MFModel) -> None:
+        model.load_state_dict(self.mean_state())
+
+    def swapped_in(self, model: MFModel):
+        return _Swap(model, self.mean_state())
+
+
+class _Swap:
+    """Temporarily load other weights into a model (for evaluating the average)."""
+
+    def __init__(self, model: MFModel, state: dict[str, torch.Tensor]) -> None:
+        self.model, self.state = model, state
+
+    def __enter__(self) -> MFModel:
+        self.saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.state)
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.load_state_dict(self.saved)
+
+
+def _snapshot(model: MFModel, averager: _WeightAverager | None) -> dict[str, np.ndarray]:
+    state = averager.mean_state() if averager is not None and averager.count else model.state_dict()
+    return {
+        "item_factors": state["item_factors"].detach().to("cpu", torch.float16).numpy().copy(),
+        "user_factors": state["user_factors"].detach().to("cpu", torch.float16).numpy().copy(),
+    }
+
+
+def _diverged_message(epoch: int, lr: float, what: str) -> str:
+    return (
+        f"training diverged in epoch {epoch}: {what} became NaN or infinite at learning rate {lr:g}; "
+        f"lower the learning rate (try {lr / 10:g}) or raise the regularisation"
+    )
+
+
+def train(
+    data: RatingData,
+    split: Split,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    runtime: RuntimeOptions | None = None,
+) -> Iterator[Event]:
+    """Shorthand for ``Trainer(...).run()``."""
+    return Trainer(data, split, model_config, train_config, runtime).run()
+
+
+def fit(
+    data: RatingData,
+    split: Split,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    runtime: RuntimeOptions | None = None,
+    *,
+    on_event: Callable[[Event], None] | None = None,
+) -> Trainer:
+    """Run training to the end, passing each event to ``on_event``; returns the trainer.
+
+    A failed run raises the matching :class:`MFError` (DivergedError for divergence).
+    """
+    trainer = Trainer(data, split, model_config, train_config, runtime)
+    for event in trainer.run():
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, RunFailed):
+            raise (DivergedError if event.reason == "diverged" else MFError)(event.message)
+    return trainer

@@ -1,0 +1,142 @@
+"""One-file checkpoints: weights, both configs, id maps, history, metrics, snapshots.
+
+The file is a plain dict of tensors, strings and numbers written by ``torch.save`` and
+read back with ``weights_only=True``, so loading never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mfcore.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from mfcore.data.dataset import IdIndex
+from mfcore.errors import CheckpointError, MFError
+from mfcore.model import MFModel
+from mfcore.recommender import TrainedModel
+
+FORMAT = "mfstudio-checkpoint"
+VERSION = 1
+
+
+def from_trainer(trainer: Any, *, dataset: str = "", split: str = "") -> TrainedModel:
+    """Wrap a finished (or running) :class:`~mfcore.training.trainer.Trainer`'s model."""
+    if trainer.model is None:
+        raise CheckpointError("the trainer has no model yet; wait for the first event")
+    return TrainedModel(
+        model=trainer.model,
+        user_ids=trainer.data.user_ids,
+        item_ids=trainer.data.item_ids,
+        model_config=trainer.model_config,
+        train_config=trainer.train_config,
+        dataset=dataset or trainer.data.name,
+        split=split or trainer.split.name,
+        history=trainer.history.to_dict(),
+        metrics=dict(trainer.final_metrics),
+        snapshots=list(trainer.snapshots),
+    )
+
+
+def save(trained: TrainedModel, path: str | Path) -> Path:
+    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = trained.model
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+        "model_config": config_to_dict(trained.model_config),
+        "train_config": config_to_dict(trained.train_config),
+        "rating_scale": list(m.rating_scale),
+        "user_ids": _ids_out(trained.user_ids),
+        "item_ids": _ids_out(trained.item_ids),
+        "dataset": trained.dataset,
+        "split": trained.split,
+        "history": {k: [float(x) for x in v] for k, v in trained.history.items()},
+        "metrics": {k: float(v) for k, v in trained.metrics.items()},
+        "snapshots": _snapshots_out(trained.snapshots),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """Read a checkpoint written by :func:`save` (any other file -> CheckpointError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign/corrupt files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an MF Studio checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported (need {VERSION})")
+    try:
+        model_config = config_from_dict(ModelConfig, payload["model_config"])
+        train_config = config_from_dict(TrainConfig, payload["train_config"])
+        state = payload["state_dict"]
+        n_users, n_items = state["user_factors"].shape[0], state["item_factors"].shape[0]
+        model = MFModel(
+            n_users, n_items, model_config,
+            global_mean=0.0, rating_scale=tuple(payload["rating_scale"]),
+        )
+        model.load_state_dict(state)
+        model.to(device)
+        return TrainedModel(
+            model=model,
+            user_ids=_ids_in(payload["user_ids"], "user"),
+            item_ids=_ids_in(payload["item_ids"], "item"),
+            model_config=model_config,
+            train_config=train_config,
+            dataset=payload.get("dataset", ""),
+            split=payload.get("split", ""),
+            history=payload.get("history", {}),
+            metrics=payload.get("metrics", {}),
+            snapshots=_snapshots_in(payload.get("snapshots")),
+        )
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+    except MFError as exc:
+        raise CheckpointError(f"{path}: invalid checkpoint contents ({exc})") from None
+
+
+def _ids_out(index: IdIndex) -> Any:
+    raw = index.raw
+    if np.issubdtype(raw.dtype, np.integer):
+        return torch.from_numpy(raw.astype(np.int64))
+    return [str(x) for x in raw]
+
+
+def _ids_in(value: Any, kind: str) -> IdIndex:
+    if isinstance(value, torch.Tensor):
+        return IdIndex(value.numpy(), kind)
+    return IdIndex(np.asarray(value, dtype=object), kind)
+
+
+def _snapshots_out(snapshots: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor] | None:
+    if not snapshots:
+        return None
+    return {key: torch.from_numpy(np.stack([s[key] for s in snapshots])) for key in snapshots[0]}
+
+
+def _snapshots_in(value: Any) -> list[dict[str, np.ndarray]]:
+    if not value:
+        return []
+    keys = list(value)
+    n = value[keys[0]].shape[0]
+    return [{k: value[k][e].numpy() for k in keys} for e in range(n)]

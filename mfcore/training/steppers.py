@@ -18,6 +18,7 @@ import torch
 
 from mfcore.config import TrainConfig
 from mfcore.model import MFModel
+from mfcore.training.objective import batch_objective
 from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
 
 
@@ -99,23 +100,11 @@ class TorchOptimStepper:
         users, items, ratings = self.train.users[idx], self.train.items[idx], self.train.ratings[idx]
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        pred = model(users, items, sparse_grad=self.sparse)
-        err = ratings - pred
-        sq = err.square()
-        loss = 0.5 * sq.mean()
-        if cfg.l2 > 0:
-            # F.embedding again (not indexing) so the penalty's gradient is sparse too.
-            p = torch.nn.functional.embedding(users, model.user_factors, sparse=self.sparse)
-            q = torch.nn.functional.embedding(items, model.item_factors, sparse=self.sparse)
-            loss = loss + 0.5 * cfg.l2 * (p.square().sum(1) + q.square().sum(1)).mean()
-        if cfg.l2_bias > 0 and model.config.use_bias:
-            bu = torch.nn.functional.embedding(users, model.user_bias, sparse=self.sparse)
-            bi = torch.nn.functional.embedding(items, model.item_bias, sparse=self.sparse)
-            loss = loss + 0.5 * cfg.l2_bias * (bu.square() + bi.square()).mean()
+        loss, sq = batch_objective(model, users, items, ratings, cfg.l2, cfg.l2_bias, sparse_grad=self.sparse)
         loss.backward()
         for opt in self.optimizers:
             opt.step()
-        return float(sq.detach().sum())
+        return float(sq.sum())
 
 
 def _make_optimizer(name: str, params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

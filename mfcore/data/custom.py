@@ -1,0 +1,427 @@
+"""A user's own ratings file: CSV/TSV/``::``/``;``/``|``, with or without a header.
+
+The app's upload step calls :func:`preview_ratings_file` to show what was sniffed
+(separator, header, which column is user/item/rating/timestamp) and lets the user fix the
+mapping before :func:`load_ratings_file` reads the whole file. Ids may be strings; ids made
+only of digits become integers so that typing ``42`` finds user 42.
+
+Same rules as the MovieLens readers: bad input raises :class:`DataError` naming the file,
+the 1-based line and the fix; duplicate (user, item) pairs keep the LAST rating (latest
+timestamp, ties broken by the later line) and the dropped count goes to ``RatingData.source``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Mapping
+
+import numpy as np
+import pandas as pd
+
+from mfcore.data.dataset import RatingData, from_frame
+from mfcore.data.movielens import (
+    _DoubleColonToTab,
+    _line_of_row,
+    _open_binary,
+    _parser_detail,
+    _parser_line,
+    check_text_head,
+    drop_duplicate_pairs,
+)
+from mfcore.errors import DataError
+
+SEPARATORS = ("::", "\t", ",", ";", "|")
+ROLES = ("user", "item", "rating", "timestamp")
+_REQUIRED = ("user", "item", "rating")
+
+# compared after lower-casing and dropping spaces, '_' and '-': "User_ID" -> "userid"
+ALIASES: dict[str, tuple[str, ...]] = {
+    "user": ("userid", "user", "uid", "username", "customerid", "reviewerid"),
+    "item": ("movieid", "itemid", "item", "movie", "iid", "productid", "asin", "bookid"),
+    "rating": ("rating", "score", "ratings", "stars", "value"),
+    "timestamp": ("timestamp", "time", "ts", "unixtime", "unixreviewtime", "datetime", "date"),
+}
+ITEM_ALIASES: dict[str, tuple[str, ...]] = {
+    "item": ALIASES["item"] + ("id",),
+    "title": ("title", "name", "movietitle", "itemname"),
+    "genres": ("genres", "genre", "categories", "category", "tags"),
+}
+_SNIFF_BYTES = 1 << 16
+_SNIFF_LINES = 50
+
+
+@dataclass(frozen=True)
+class RatingsPreview:
+    """What was sniffed from a ratings file, for the app's column-mapping step."""
+
+    path: str
+    encoding: str  # "utf-8", or "cp1252"/"latin-1" when the file is not UTF-8
+    separator: str  # one of SEPARATORS
+    has_header: bool
+    columns: list[str]  # header names, or "column 1", "column 2", ... without a header
+    mapping: dict[str, str | None]  # role (user/item/rating/timestamp) -> column, None if unknown
+    rows: pd.DataFrame = field(repr=False)  # first rows, as text, under ``columns``
+
+    @property
+    def complete(self) -> bool:
+        """True when user, item and rating columns are all known."""
+        return all(self.mapping.get(r) for r in _REQUIRED)
+
+
+def preview_ratings_file(
+    path: str | Path, n: int = 20, *, sep: str | None = None, header: bool | None = None
+) -> RatingsPreview:
+    """Sniff separator, header and column roles, and return the first ``n`` rows."""
+    return _preview(Path(path), n, sep, header, min_fields=3)
+
+
+def _preview(
+    path: Path, n: int, sep: str | None, header: bool | None, *, min_fields: int
+) -> RatingsPreview:
+    text, encoding = _head_text(path)
+    lines = [ln for ln in text.splitlines() if ln.strip()][:_SNIFF_LINES]
+    if not lines:
+        raise DataError("has no ratings (only blank lines)", path=path)
+    if sep is None:
+        sep = _sniff_separator(path, lines, min_fields)
+    elif sep not in SEPARATORS:
+        raise DataError(f"separator {sep!r} is not supported; use one of {_seps()}", path=path)
+    split = [_split(ln, sep) for ln in lines]
+    if header is None:
+        header = _looks_like_header(split)
+    n_cols = max(len(r) for r in split)
+    columns = (
+        [c.strip() or f"column {i + 1}" for i, c in enumerate(split[0])]
+        if header else [f"column {i + 1}" for i in range(n_cols)]
+    )
+    body = split[1:] if header else split
+    rows = pd.DataFrame(
+        [r + [""] * (len(columns) - len(r)) for r in body[:n]], columns=columns, dtype=object
+    ) if body else pd.DataFrame(columns=columns, dtype=object)
+    return RatingsPreview(
+        path=str(path), encoding=encoding, separator=sep, has_header=header, columns=columns,
+        mapping=_guess_mapping(columns, header, body), rows=rows,
+    )
+
+
+def load_ratings_file(
+    path: str | Path,
+    *,
+    columns: Mapping[str, str | int | None] | None = None,
+    sep: str | None = None,
+    header: bool | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    items_path: str | Path | None = None,
+    items_columns: Mapping[str, str | int | None] | None = None,
+    name: str | None = None,
+) -> RatingData:
+    """Read a ratings file into :class:`RatingData`.
+
+    ``columns`` maps a role (user, item, rating, timestamp) to a column name, or a 0-based
+    position; it overrides what was recognised (``{"timestamp": None}`` ignores one).
+    ``rating_scale`` defaults to the data's (min, max); when given, ratings outside it are
+    an error. ``items_path`` adds titles (and genres) from a second file.
+    """
+    path = Path(path)
+    preview = preview_ratings_file(path, n=0, sep=sep, header=header)
+    mapping = _apply_overrides(preview, columns, ROLES, path)
+    missing = [r for r in _REQUIRED if not mapping.get(r)]
+    if missing:
+        raise DataError(
+            f"cannot tell which column holds the {' and '.join(missing)}; the columns are "
+            f"{', '.join(preview.columns)}. Pass columns={{'user': ..., 'item': ..., "
+            f"'rating': ...}} (recognised names: userId/user_id/user, movieId/itemId/item, "
+            "rating/score, timestamp/time)", path=path,
+        )
+    roles = [r for r in ROLES if mapping.get(r)]
+    raw = _read_columns(path, preview, [preview.columns.index(mapping[r]) for r in roles], roles)
+    if raw.empty:
+        raise DataError("has a header but no ratings" if preview.has_header else "has no ratings",
+                        path=path)
+    frame = _typed_ratings(raw, path, preview, mapping, rating_scale)
+    frame, dropped = drop_duplicate_pairs(frame)
+    items = None
+    if items_path is not None:
+        items = load_items_file(items_path, columns=items_columns,
+                                id_kind=frame["item"].dtype.kind)
+    source = f"ratings file {path} (separator {preview.separator!r}, {preview.encoding})"
+    if dropped:
+        source += f"; dropped {dropped} duplicate (user, item) ratings, kept the last by timestamp"
+    return from_frame(frame, name=name or path.stem, items=items, rating_scale=rating_scale,
+                      source=source)
+
+
+def load_items_file(
+    path: str | Path,
+    *,
+    columns: Mapping[str, str | int | None] | None = None,
+    id_kind: str = "i",
+) -> pd.DataFrame:
+    """Titles (and genres) keyed by item id; ``id_kind`` is the ratings' id dtype kind."""
+    path = Path(path)
+    preview = _preview(path, 0, None, None, min_fields=2)
+    if len(preview.columns) < 2:
+        raise DataError("an items file needs at least an item id and a title column", path=path)
+    guessed = {
+        role: _match(preview.columns, aliases) if preview.has_header else None
+        for role, aliases in ITEM_ALIASES.items()
+    }
+    if not preview.has_header:
+        guessed = {"item": preview.columns[0], "title": preview.columns[1],
+                   "genres": preview.columns[2] if len(preview.columns) > 2 else None}
+    preview = RatingsPreview(preview.path, preview.encoding, preview.separator,
+                             preview.has_header, preview.columns, guessed, preview.rows)
+    mapping = _apply_overrides(preview, columns, tuple(ITEM_ALIASES), path)
+    for role in ("item", "title"):
+        if not mapping.get(role):
+            raise DataError(
+                f"cannot tell which column holds the {role}; the columns are "
+                f"{', '.join(preview.columns)}; pass items_columns={{'item': ..., 'title': ...}}",
+                path=path,
+            )
+    roles = [r for r in ITEM_ALIASES if mapping.get(r)]
+    raw = _read_columns(path, preview, [preview.columns.index(mapping[r]) for r in roles], roles)
+    ids = raw["item"].str.strip()
+    if id_kind in "iu":
+        ids = pd.to_numeric(ids, errors="coerce")
+        raw, ids = raw[ids.notna()], ids[ids.notna()].astype(np.int64)
+    items = pd.DataFrame(
+        {"title": raw["title"].str.strip().to_numpy(dtype=object),
+         "genres": (raw["genres"].str.strip().replace("(no genres listed)", "")
+                    if "genres" in raw else pd.Series("", index=raw.index)).to_numpy(dtype=object)},
+        index=pd.Index(ids.to_numpy(), name="item"),
+    )
+    return items[~items.index.duplicated(keep="last")]
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _head_text(path: Path) -> tuple[str, str]:
+    """Decode the first 64 KiB, choosing UTF-8, else cp1252, else latin-1."""
+    check_text_head(path)
+    with _open_binary(path) as fh:
+        head = fh.read(_SNIFF_BYTES)
+        truncated = bool(fh.read(1))
+    for encoding in ("utf-8", "cp1252", "latin-1"):
+        try:
+            text = codecs.getincrementaldecoder(encoding)().decode(head, final=not truncated)
+        except UnicodeDecodeError:
+            continue
+        text = text.lstrip("\ufeff")
+        if truncated and "\n" in text:
+            text = text[: text.rindex("\n")]  # drop the cut-off last line
+        return text, encoding
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _split(line: str, sep: str) -> list[str]:
+    if sep == "::":
+        return line.split("::")
+    return next(csv.reader([line], delimiter=sep))
+
+
+def _sniff_separator(path: Path, lines: list[str], min_fields: int) -> str:
+    """The first separator that splits every sniffed line into the same number of fields."""
+    for sep in SEPARATORS:
+        counts = {len(_split(ln, sep)) for ln in lines}
+        if len(counts) == 1 and counts.pop() >= min_fields:
+            return sep
+    raise DataError(
+        f"cannot detect the separator: none of {_seps()} splits every line into the same "
+        f"number (at least {min_fields}) of columns; a ratings file needs user, item, "
+        "rating[, timestamp] on each line. Check the first lines, or pass sep=",
+        path=path, line=1,
+    )
+
+
+def _seps() -> str:
+    return ", ".join(repr(s) if s != "\t" else "tab" for s in SEPARATORS)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value.strip().replace(",", "."))
+    except ValueError:
+        return False
+    return True
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name.lower())
+
+
+def _looks_like_header(split: list[list[str]]) -> bool:
+    first = split[0]
+    known = {a for aliases in ALIASES.values() for a in aliases} | {
+        a for aliases in ITEM_ALIASES.values() for a in aliases}
+    if any(_norm(f) in known for f in first):
+        return True
+    rest = split[1:]
+    if not rest:
+        return not any(_is_number(f) for f in first)
+    # a column that is numeric everywhere but in the first line
+    return any(
+        not _is_number(first[j]) and all(j < len(r) and _is_number(r[j]) for r in rest)
+        for j in range(len(first))
+    )
+
+
+def _match(columns: list[str], aliases: tuple[str, ...]) -> str | None:
+    normed = {_norm(c): c for c in reversed(columns)}
+    for alias in aliases:
+        if alias in normed:
+            return normed[alias]
+    return None
+
+
+def _guess_mapping(columns: list[str], header: bool, body: list[list[str]]) -> dict[str, str | None]:
+    if header:
+        mapping = {role: _match(columns, aliases) for role, aliases in ALIASES.items()}
+        used = [c for c in mapping.values() if c]
+        if len(set(used)) != len(used):  # one column matched twice: keep the first role's
+            seen: set[str] = set()
+            for role in ROLES:
+                if mapping[role] in seen:
+                    mapping[role] = None
+                elif mapping[role]:
+                    seen.add(mapping[role])  # type: ignore[arg-type]
+        return mapping
+    # no header: MovieLens order user, item, rating[, timestamp]
+    mapping = {role: (columns[i] if i < len(columns) else None) for i, role in enumerate(ROLES)}
+    if mapping["timestamp"] and body and not all(
+        len(r) > 3 and _is_number(r[3]) for r in body
+    ):
+        mapping["timestamp"] = None
+    return mapping
+
+
+def _apply_overrides(
+    preview: RatingsPreview, overrides: Mapping[str, str | int | None] | None,
+    roles: tuple[str, ...], path: Path,
+) -> dict[str, str | None]:
+    mapping = dict(preview.mapping)
+    for role, col in (overrides or {}).items():
+        if role not in roles:
+            raise DataError(f"unknown role {role!r} in the column mapping; use {', '.join(roles)}",
+                            path=path)
+        if col is None:
+            mapping[role] = None
+        elif isinstance(col, int) and not isinstance(col, bool):
+            if not 0 <= col < len(preview.columns):
+                raise DataError(f"column position {col} for {role} is out of range: the file has "
+                                f"{len(preview.columns)} columns (0-based)", path=path)
+            mapping[role] = preview.columns[col]
+        elif col in preview.columns:
+            mapping[role] = col
+        else:
+            raise DataError(f"no column {col!r} for {role}; the columns are "
+                            f"{', '.join(preview.columns)}", path=path, column=str(col))
+    used = [c for c in mapping.values() if c]
+    if len(set(used)) != len(used):
+        raise DataError(f"one column is mapped to two roles: {mapping}", path=path)
+    return mapping
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_columns(path: Path, preview: RatingsPreview, positions: list[int], roles: list[str]) -> pd.DataFrame:
+    """The chosen columns as text (file order kept), with parse errors turned into DataError."""
+    encoding = preview.encoding
+    for attempt in (encoding, "latin-1"):
+        try:
+            with _open_binary(path) as raw:
+                source: IO[bytes] = raw
+                if preview.separator == "::":
+                    source = io.BufferedReader(_DoubleColonToTab(raw), buffer_size=1 << 20)
+                frame = pd.read_csv(
+                    source, sep="\t" if preview.separator == "::" else preview.separator,
+                    header=0 if preview.has_header else None, usecols=positions, dtype=str,
+                    keep_default_na=False, index_col=False, encoding=attempt,
+                    skipinitialspace=True, engine="c",
+                )
+            break
+        except UnicodeDecodeError:
+            # non-UTF-8 bytes past the sniffed head: latin-1 reads any byte
+            continue
+        except pd.errors.EmptyDataError:
+            raise DataError("has no ratings", path=path) from None
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise DataError(
+                f"{_parser_detail(exc)}; every line needs the same {len(preview.columns)} "
+                f"{_sep_name(preview.separator)}-separated columns as the first",
+                path=path, line=_parser_line(exc),
+            ) from None
+    # usecols returns columns in file order: put them back in role order
+    frame.columns = [roles[positions.index(p)] for p in sorted(positions)]
+    return frame[roles]
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", "::": "'::'"}[sep]
+
+
+def _typed_ratings(
+    raw: pd.DataFrame, path: Path, preview: RatingsPreview, mapping: dict[str, str | None],
+    scale: tuple[float, float] | None,
+) -> pd.DataFrame:
+    header = preview.has_header
+
+    def fail(mask: np.ndarray, role: str, problem: str, fix: str) -> None:
+        row = int(np.flatnonzero(mask)[0])
+        value = raw[role].iat[row].strip()
+        what = f"{role} {value!r} {problem}" if value else f"{role} is empty"
+        raise DataError(f"{what}; {fix}", path=path, line=_line_of_row(path, row, header=header),
+                        column=mapping[role])
+
+    out = pd.DataFrame(index=raw.index)
+    for role in ("user", "item"):
+        ids = raw[role].str.strip()
+        empty = (ids == "").to_numpy()
+        if empty.any():
+            fail(empty, role, "is empty", f"every line needs a {role} id")
+        out[role] = _ids(ids)
+    text = raw["rating"].str.strip()
+    if preview.separator != ",":
+        text = text.str.replace(",", ".", regex=False)  # decimal comma, e.g. "4,5" in a ;-file
+    rating = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(rating)
+    if bad.any():
+        fail(bad, "rating", "is not a number", "every line needs a numeric rating")
+    if scale is not None:
+        lo, hi = scale
+        off = (rating < lo) | (rating > hi)
+        if off.any():
+            fail(off, "rating", f"is outside the rating scale {lo:g}..{hi:g}",
+                 "fix the value or pass the right rating_scale")
+    out["rating"] = rating.astype(np.float32)
+    if "timestamp" in raw:
+        out["timestamp"] = _timestamps(raw["timestamp"].str.strip(), fail)
+    return out
+
+
+def _ids(values: pd.Series) -> pd.Series:
+    """Integers when every id is made of digits, otherwise the strings as given."""
+    # no leading zeros: "007" and "7" must stay two different ids
+    if values.str.fullmatch(r"-?(?:0|[1-9]\d{0,17})").all():
+        return values.astype(np.int64)
+    return values.astype(object)
+
+
+def _timestamps(values: pd.Series, fail) -> np.ndarray:
+    """Unix seconds, or dates/datetimes (ISO etc.) converted to Unix seconds."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return numeric.to_numpy(dtype=np.float64).astype(np.int64)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        fail(bad, "timestamp", "is not a Unix time or a date",
+             "fix it, or leave the timestamp out with columns={'timestamp': None}")
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)

@@ -84,13 +84,14 @@ def _preview(
     path: Path, n: int, sep: str | None, header: bool | None, *, min_fields: int
 ) -> RatingsPreview:
     text, encoding = _head_text(path)
-    lines = [ln for ln in text.splitlines() if ln.strip()][:_SNIFF_LINES]
-    if not lines:
+    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()][:_SNIFF_LINES]
+    if not numbered:
         raise DataError("has no ratings (only blank lines)", path=path)
     if sep is None:
-        sep = _sniff_separator(path, lines, min_fields)
+        sep = _sniff_separator(path, numbered, min_fields)
     elif sep not in SEPARATORS:
         raise DataError(f"separator {sep!r} is not supported; use one of {_seps()}", path=path)
+    lines = [ln for _, ln in numbered]
     split = [_split(ln, sep) for ln in lines]
     if header is None:
         header = _looks_like_header(split)
@@ -226,17 +227,29 @@ def _split(line: str, sep: str) -> list[str]:
     return next(csv.reader([line], delimiter=sep))
 
 
-def _sniff_separator(path: Path, lines: list[str], min_fields: int) -> str:
-    """The first separator that splits every sniffed line into the same number of fields."""
+def _sniff_separator(path: Path, lines: list[tuple[int, str]], min_fields: int) -> str:
+    """The first separator that splits every sniffed line like the first line."""
+    best: tuple[float, str, int, int, int] | None = None  # (share, sep, width, line, fields)
     for sep in SEPARATORS:
-        counts = {len(_split(ln, sep)) for ln in lines}
-        if len(counts) == 1 and counts.pop() >= min_fields:
+        counts = [len(_split(text, sep)) for _, text in lines]
+        width = counts[0]
+        if width < min_fields:
+            continue
+        odd = [i for i, c in enumerate(counts) if c != width]
+        if not odd:
             return sep
+        share = 1 - len(odd) / len(counts)
+        if share >= 0.5 and (best is None or share > best[0]):
+            best = (share, sep, width, lines[odd[0]][0], counts[odd[0]])
+    if best is not None:
+        _, sep, width, line_no, n = best
+        raise DataError(
+            f"has {n} {_sep_name(sep)}-separated fields but the first line has {width}; "
+            "every line needs the same columns", path=path, line=line_no)
     raise DataError(
-        f"cannot detect the separator: none of {_seps()} splits every line into the same "
-        f"number (at least {min_fields}) of columns; a ratings file needs user, item, "
-        "rating[, timestamp] on each line. Check the first lines, or pass sep=",
-        path=path, line=1,
+        f"cannot detect the separator: none of {_seps()} splits the first line into at least "
+        f"{min_fields} columns; a ratings file needs user, item, rating[, timestamp] on each "
+        "line. Check the file, or pass sep=", path=path, line=lines[0][0],
     )
 
 
@@ -419,6 +432,9 @@ def _timestamps(values: pd.Series, fail) -> np.ndarray:
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         return numeric.to_numpy(dtype=np.float64).astype(np.int64)
+    if numeric.notna().any():  # mostly Unix times: the others are typos, not dates
+        fail(numeric.isna().to_numpy(), "timestamp", "is not a Unix time",
+             "fix it, or leave the timestamp out with columns={'timestamp': None}")
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna().to_numpy()
     if bad.any():

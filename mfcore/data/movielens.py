@@ -19,6 +19,7 @@ import csv
 import gzip
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
@@ -452,7 +453,9 @@ def read_ratings_table(path: Path, *, sep: str, header: bool, encoding: str) -> 
         rename, dtypes = {}, dict(_DTYPES)
         kwargs = dict(header=None, names=list(_RATING_COLS))
     try:
-        with _open_binary(path) as raw:
+        with _open_binary(path) as raw, warnings.catch_warnings():
+            # extra fields on a line only warn (and are dropped) with index_col=False
+            warnings.simplefilter("error", pd.errors.ParserWarning)
             source: IO[bytes] = raw
             if sep == "::":  # C parser + on-the-fly '::' -> '\t' beats the python engine 10x
                 source = io.BufferedReader(_DoubleColonToTab(raw), buffer_size=1 << 20)
@@ -462,7 +465,8 @@ def read_ratings_table(path: Path, *, sep: str, header: bool, encoding: str) -> 
             )
     except pd.errors.EmptyDataError:
         raise DataError("has no ratings", path=path) from None
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError,
+            OSError, EOFError) as exc:
         raise _diagnose(path, sep, header, encoding, exc) from None
     frame = frame.rename(columns=rename)
     if frame.empty:

@@ -171,3 +171,9 @@ def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bo
     if too_low or value > high:
         bound = f"above {low}" if low_open else f"at least {low}"
         raise ConfigError(name, f"must be {bound} and at most {high}, got {value}")
+
+
+def check_combination(model: ModelConfig, train: TrainConfig) -> None:
+    """Checks that need both configs (each is valid alone)."""
+    if train.optimizer == "als" and model.output != "linear":
+        raise ConfigError("output", "ALS solves least squares on a linear output; use output 'linear' or an SGD-family optimizer")

@@ -30,6 +30,9 @@ CONFIGS = {
         ModelConfig(n_factors=4, use_bias=False, global_bias="none", output="sigmoid", init="uniform"),
         TrainConfig(optimizer="adam", lr=0.05, batch_size=128, epochs=4),
     ),
+    "als": (ModelConfig(n_factors=4), TrainConfig(optimizer="als", epochs=4, l2=0.05, l2_bias=0.01)),
+    "als-plain-learned-global": (ModelConfig(n_factors=4, use_bias=False, global_bias="learned"),
+                                 TrainConfig(optimizer="als", epochs=4, l2=0.05)),
     "full-batch": (ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=20.0, batch_size=0, epochs=4, momentum=0.5)),
 }
 
@@ -67,7 +70,7 @@ def test_event_sequence_and_learning(data_and_split, name, device):
         assert event_from_dict(event_to_dict(e)) == e
 
 
-@pytest.mark.parametrize("name", ["sgd-per-rating", "adam", "sparse-adam"])
+@pytest.mark.parametrize("name", ["sgd-per-rating", "adam", "sparse-adam", "als"])
 def test_same_seed_same_model(data_and_split, name):
     data, split = data_and_split
     mc, tc = CONFIGS[name]
@@ -197,3 +200,35 @@ def test_unavailable_device_is_a_failure_not_a_fallback(data_and_split):
         pytest.skip("this machine has CUDA")  # the failure path needs a machine without it
     with pytest.raises(DeviceError, match="CUDA was requested"):
         Trainer(data, split, runtime=RuntimeOptions(device="cuda"))
+
+
+def test_als_rejects_a_sigmoid_output(data_and_split):
+    from mfcore.errors import ConfigError
+
+    data, split = data_and_split
+    with pytest.raises(ConfigError, match="ALS solves least squares on a linear output"):
+        Trainer(data, split, ModelConfig(output="sigmoid"), TrainConfig(optimizer="als"))
+
+
+def test_als_solves_the_ridge_problem_exactly(data_and_split):
+    """After a user sweep, each user's [p_u, b_u] is the closed-form ridge solution."""
+    from mfcore.model import MFModel
+    from mfcore.training.als import ALSStepper
+    from mfcore.training.steppers import TrainTensors
+
+    data, split = data_and_split
+    model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=3), global_mean=3.0, rating_scale=(1, 5),
+                    generator=torch.Generator().manual_seed(0))
+    train = TrainTensors(*(torch.from_numpy(a[split.train]) for a in (data.user_idx, data.item_idx, data.rating)))
+    stepper = ALSStepper(model, TrainConfig(optimizer="als", l2=0.1, l2_bias=0.05), train)
+    it = stepper.epoch(torch.Generator())
+    next(it)  # users solved, items untouched
+    u = 5
+    mask = train.users == u
+    X = torch.cat([model.item_factors[train.items[mask].long()], torch.ones(int(mask.sum()), 1)], 1).double()
+    y = (train.ratings[mask] - 3.0 - model.item_bias[train.items[mask].long(), 0]).double()
+    n = float(mask.sum())
+    A = X.T @ X + torch.diag(torch.tensor([0.1 * n] * 3 + [0.05 * n], dtype=torch.float64))
+    expected = torch.linalg.solve(A, X.T @ y)
+    got = torch.cat([model.user_factors[u], model.user_bias[u]]).double()
+    assert torch.allclose(got, expected, atol=1e-4)

@@ -11,7 +11,7 @@ so ``lr`` and ``l2`` mean what they mean in classic SGD-MF (Funk, Surprise).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -23,14 +23,32 @@ from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
 
 
 class Stepper(Protocol):
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[int, float]]:
+        """Run one epoch, yielding (ratings processed, summed squared error so far)
+        after each chunk of work; the caller may stop iterating to cancel."""
+
+    def set_lr(self, lr: float) -> None: ...
+
+
+class ChunkedStepper:
+    """An epoch = a seeded shuffle of the training ratings, cut into ``chunk_size`` steps."""
+
     chunk_size: int
-    """How many ratings of the shuffled order one ``step`` call takes."""
+    train: "TrainTensors"
 
     def step(self, idx: torch.Tensor) -> float:
         """Update on the training ratings ``idx``; return their summed squared error
         (each measured before its own update)."""
+        raise NotImplementedError
 
-    def set_lr(self, lr: float) -> None: ...
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[int, float]]:
+        n = len(self.train)
+        order = torch.randperm(n, generator=generator).to(self.train.ratings.device)
+        sq_sum = 0.0
+        for start in range(0, n, self.chunk_size):
+            idx = order[start : start + self.chunk_size]
+            sq_sum += self.step(idx)
+            yield min(start + self.chunk_size, n), sq_sum
 
 
 @dataclass
@@ -46,7 +64,11 @@ class TrainTensors:
 
 
 def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> Stepper:
-    """Per-rating SGD (batch size 1) gets the compiled kernel; everything else autograd."""
+    """ALS gets the solver, per-rating SGD (batch size 1) the compiled kernel, the rest autograd."""
+    if config.optimizer == "als":
+        from mfcore.training.als import ALSStepper
+
+        return ALSStepper(model, config, train)
     if (
         config.optimizer == "sgd"
         and config.batch_size == 1
@@ -59,7 +81,7 @@ def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> St
     return TorchOptimStepper(model, config, train, max(1, min(batch, len(train))))
 
 
-class TorchOptimStepper:
+class TorchOptimStepper(ChunkedStepper):
     """Autograd + a ``torch.optim`` optimizer on index batches (the general path).
 
     The batch loss is the mean of the per-rating objective, so plain SGD's step per
@@ -121,7 +143,7 @@ def _make_optimizer(name: str, params: list[torch.nn.Parameter], cfg: TrainConfi
     raise ValueError(f"no torch optimizer for {name!r}")  # configs are validated before this
 
 
-class PerRatingSGDStepper:
+class PerRatingSGDStepper(ChunkedStepper):
     """Classic per-rating SGD (batch size 1) without autograd.
 
     CPU: a compiled sequential loop over the model's own storage. Other devices: the

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
+from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, check_combination
 from mfcore.data.dataset import RatingData
 from mfcore.data.splits import Split
 from mfcore.device import configure_cpu_threads, describe_device, resolve_device
@@ -72,6 +72,7 @@ class Trainer:
         self.model_config = model_config or ModelConfig()
         self.train_config = train_config or TrainConfig()
         self.runtime = runtime or RuntimeOptions()
+        check_combination(self.model_config, self.train_config)
         self.device = resolve_device(self.runtime.device)
         self.model: MFModel | None = None
         self.history = History()
@@ -130,7 +131,6 @@ class Trainer:
             global_mean=global_mean, rating_scale=data.rating_scale, generator=gen, device=dev,
         )
         stepper = make_stepper(model, tc, TrainTensors(train_u, train_i, train_r))
-        batch = stepper.chunk_size
         n_batches = max(1, math.ceil(n_train / max(1, tc.batch_size or n_train)))
         keep_snapshots = rt.keep_snapshots if rt.keep_snapshots is not None else data.n_ratings <= SNAPSHOT_MAX_RATINGS
 
@@ -148,19 +148,14 @@ class Trainer:
         epoch = 0
         for epoch in range(1, tc.epochs + 1):
             stepper.set_lr(lr)
-            order = torch.randperm(n_train, generator=gen).to(dev)
             t0 = time.perf_counter()
             last_report = t0
             sq_sum, seen = 0.0, 0
-            for start in range(0, n_train, batch):
+            for seen, sq_sum in stepper.epoch(gen):
+                if not math.isfinite(sq_sum):
+                    raise DivergedError(_diverged_message(epoch, lr, "the training loss"))
                 if self._cancel.is_set():
                     break
-                idx = order[start : start + batch]
-                sq = stepper.step(idx)
-                if not math.isfinite(sq):
-                    raise DivergedError(_diverged_message(epoch, lr, "the training loss"))
-                sq_sum += sq
-                seen += len(idx)
                 now = time.perf_counter()
                 if now - last_report >= rt.progress_interval_s and seen < n_train:
                     last_report = now

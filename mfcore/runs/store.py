@@ -1,0 +1,715 @@
+"""The run store: every training run, its per-epoch metrics and its live progress, in SQLite.
+
+The store is the source of truth the app's pages read from; the job runner only writes
+into it. One file, ``<runs_dir>/runs.sqlite``, with checkpoints beside it as
+``<runs_dir>/<run_id>.pt``. ``runs_dir`` defaults to ``$MFSTUDIO_RUNS_DIR`` or ``./runs``.
+
+Concurrency: several worker threads, page reads and a second process may use one file
+at once. Each thread gets its own connection (``threading.local``); the database runs
+in WAL mode (readers never block the writer) with a busy timeout, and every write is
+one ``BEGIN IMMEDIATE`` transaction, so a writer waits for the lock instead of failing
+with "database is locked" and a failed write rolls back without touching what was
+already stored.
+
+Statuses::
+
+    queued -> running -> finished | stopped | failed
+    queued -> stopped                      (stopped before it started)
+    queued | running -> interrupted        (the process running it died)
+
+An unknown run id raises :class:`~mfcore.errors.RunnerError` everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from mfcore.config import config_to_dict
+from mfcore.errors import RunnerError
+from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
+
+__all__ = [
+    "RUNS_DIR_ENV",
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "EPOCH_COLUMNS",
+    "PROGRESS_KEYS",
+    "RunRecord",
+    "RunStore",
+    "default_runs_dir",
+    "process_identity",
+    "interrupted_message",
+]
+
+RUNS_DIR_ENV = "MFSTUDIO_RUNS_DIR"
+DB_NAME = "runs.sqlite"
+SCHEMA_VERSION = 1
+
+STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+ACTIVE_STATUSES = ("queued", "running")
+TERMINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "test_rmse", "test_mae", "seconds", "examples_per_second", "elapsed_s", "lr")
+PROGRESS_KEYS = ("epoch", "done", "total", "train_loss", "examples_per_second", "elapsed_s", "updated_at")
+
+# How long a writer waits for another writer's lock before giving up (seconds).
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    owner TEXT NOT NULL DEFAULT '',
+    label TEXT NOT NULL DEFAULT '',
+    dataset TEXT NOT NULL,
+    split TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    model_config TEXT NOT NULL,
+    train_config TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    message TEXT NOT NULL DEFAULT '',
+    device TEXT NOT NULL DEFAULT '',
+    baselines TEXT NOT NULL DEFAULT '{{}}',
+    metrics TEXT NOT NULL DEFAULT '{{}}',
+    checkpoint_path TEXT,
+    train_seconds REAL,
+    n_train INTEGER,
+    n_test INTEGER,
+    epochs_planned INTEGER NOT NULL,
+    best_epoch INTEGER,
+    process TEXT           -- host:pid:start of the process that queued/runs it (liveness check)
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    train_loss REAL,
+    test_rmse REAL,
+    test_mae REAL,
+    seconds REAL,
+    examples_per_second REAL,
+    elapsed_s REAL,
+    lr REAL,
+    ended_at REAL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS progress (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    train_loss REAL,
+    examples_per_second REAL,
+    elapsed_s REAL,
+    updated_at REAL NOT NULL
+);
+"""
+
+# Columns of a run row plus the two derived ones every listing needs.
+_SELECT_RUNS = """
+SELECT runs.*,
+       (SELECT COUNT(*) FROM epochs e WHERE e.run_id = runs.id) AS epochs_done,
+       p.epoch AS p_epoch, p.done AS p_done, p.total AS p_total, p.train_loss AS p_train_loss,
+       p.examples_per_second AS p_examples_per_second, p.elapsed_s AS p_elapsed_s,
+       p.updated_at AS p_updated_at
+FROM runs LEFT JOIN progress p ON p.run_id = runs.id
+"""
+
+
+def default_runs_dir() -> Path:
+    """``$MFSTUDIO_RUNS_DIR`` if set, else ``./runs``."""
+    return Path(os.environ.get(RUNS_DIR_ENV, "").strip() or "runs")
+
+
+def interrupted_message(epochs_done: int) -> str:
+    """The message of a run whose process died (or shut down) while it trained."""
+    done = "1 epoch was" if epochs_done == 1 else f"{epochs_done} epochs were"
+    return f"the server stopped during training; {done} completed"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored run, with its JSON columns parsed (configs as plain dicts)."""
+
+    id: str
+    created_at: float
+    """Unix time of submission."""
+    started_at: float | None
+    finished_at: float | None
+    owner: str
+    """Browser session id of whoever submitted it ("" = anonymous, e.g. the CLI)."""
+    label: str
+    dataset: str
+    """Dataset spec given to ``load_dataset``."""
+    split: str
+    """Split spec, e.g. ``random:0.1``."""
+    seed: int
+    """Seed of the split."""
+    model_config: dict[str, Any]
+    train_config: dict[str, Any]
+    runtime: dict[str, Any]
+    status: str
+    message: str
+    """Why it failed / was interrupted and what to change; a short note otherwise."""
+    device: str
+    baselines: dict[str, float]
+    metrics: dict[str, float]
+    checkpoint_path: str | None
+    """Absolute path of the latest checkpoint, or None if none was written yet."""
+    train_seconds: float | None
+    n_train: int | None
+    n_test: int | None
+    epochs_planned: int
+    best_epoch: int | None
+    epochs_done: int
+    """Completed epochs (rows in the epochs table)."""
+    progress: dict[str, Any] | None
+    """Latest within-epoch progress (keys ``PROGRESS_KEYS``), None between epochs."""
+    process: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+# ---------------------------------------------------------------------------- process identity
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks after boot (Linux), "?" where unknown.
+
+    Together with the pid it tells a live process from a later one that reused the pid
+    (a restarted container often gets the same small pid again).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+        return stat.rsplit(")", 1)[1].split()[19]  # field 22; fields after ")" start at 3
+    except (OSError, IndexError):
+        return "?"
+
+
+_PROCESS: tuple[int, str] | None = None
+
+
+def process_identity() -> str:
+    """``host:pid:start`` of this process (recomputed after a fork)."""
+    global _PROCESS
+    pid = os.getpid()
+    if _PROCESS is None or _PROCESS[0] != pid:
+        _PROCESS = (pid, f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}")
+    return _PROCESS[1]
+
+
+def _process_alive(identity: str | None) -> bool:
+    """Whether the process named by ``identity`` still runs.
+
+    Runs of another host count as dead: one runs folder belongs to one machine (SQLite
+    over a network file system is not supported anyway).
+    """
+    if not identity:
+        return False
+    if identity == process_identity():
+        return True
+    host, _, rest = identity.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or os.name == "nt":
+        return False  # (os.kill(pid, 0) would terminate the process on Windows)
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    except OSError:
+        return False
+    return start in ("", "?") or _start_ticks(pid) in ("?", start)
+
+
+# ---------------------------------------------------------------------------- the store
+
+
+class RunStore:
+    """Runs, epochs and progress in one SQLite file; safe for threads and processes.
+
+    Args:
+        runs_dir: folder of the database and the checkpoints (created if missing);
+            None = ``$MFSTUDIO_RUNS_DIR`` or ``./runs``.
+        busy_timeout_s: how long a write waits for another writer before failing.
+    """
+
+    def __init__(self, runs_dir: str | Path | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        self.runs_dir = Path(runs_dir if runs_dir is not None else default_runs_dir()).resolve()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.runs_dir / DB_NAME
+        self.busy_timeout_s = float(busy_timeout_s)
+        self._local = threading.local()
+        self._init_schema()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.runs_dir)!r})"
+
+    # -- connections and transactions ------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: no implicit transactions; _write() opens them explicitly.
+            conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout_s, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock up front (waiting up to
+        the busy timeout), so a transaction never fails half-way on a lock upgrade."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one consistent state."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when those threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _init_schema(self) -> None:
+        with self._write() as conn:
+            # (executescript would COMMIT the open transaction: run the statements one by one)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+            version = row["v"]
+            if version is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise RunnerError(
+                    f"{self.db_path}: the runs database has schema version {version}, newer than this "
+                    f"MF Studio understands ({SCHEMA_VERSION}); upgrade MF Studio or use another runs folder"
+                )
+
+    # -- paths -----------------------------------------------------------------------------
+    def checkpoint_path_for(self, run_id: str) -> Path:
+        """Where a run's checkpoint goes: ``<runs_dir>/<run_id>.pt``."""
+        return self.runs_dir / f"{run_id}.pt"
+
+    def _abs_checkpoint(self, stored: str | None) -> str | None:
+        if not stored:
+            return None
+        path = Path(stored)
+        return str(path if path.is_absolute() else self.runs_dir / path)
+
+    # -- writing ---------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        dataset: str,
+        split: str,
+        seed: int,
+        model_config: Any,
+        train_config: Any,
+        runtime: Any = None,
+        owner: str = "",
+        label: str = "",
+        epochs_planned: int | None = None,
+        status: str = "queued",
+        process: str | None = None,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        """Insert a new run and return it.
+
+        Configs may be the dataclasses or dicts. ``epochs_planned`` defaults to the train
+        config's ``epochs``. ``process`` (see :func:`process_identity`) marks the run as
+        owned by a live process, so :meth:`mark_interrupted` elsewhere leaves it alone.
+        """
+        _check_status(status)
+        mc, tc, rt = _as_dict(model_config), _as_dict(train_config), _as_dict(runtime)
+        if epochs_planned is None:
+            epochs_planned = int(tc.get("epochs", 0))
+        run_id = run_id or uuid.uuid4().hex[:12]
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                """INSERT INTO runs (id, created_at, owner, label, dataset, split, seed, model_config,
+                   train_config, runtime, status, epochs_planned, process)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (run_id, now, owner, label, dataset, split, int(seed), _dumps(mc), _dumps(tc), _dumps(rt),
+                 status, int(epochs_planned), process),
+            )
+        return self.get(run_id)
+
+    def update_status(
+        self,
+        run_id: str,
+        status: str,
+        message: str | None = None,
+        *,
+        only_from: Iterable[str] | None = None,
+        process: str | None = None,
+    ) -> bool:
+        """Set a run's status (and message, when given).
+
+        With ``only_from`` the change happens only if the current status is one of them
+        (an atomic compare-and-set: e.g. claim a queued run). Returns whether it changed.
+        Entering ``running`` sets ``started_at``; a terminal status sets ``finished_at``
+        and clears the in-epoch progress.
+        """
+        _check_status(status)
+        now = time.time()
+        with self._write() as conn:
+            current = _status_of(conn, run_id)
+            if only_from is not None and current not in tuple(only_from):
+                return False
+            sets = ["status = ?"]
+            args: list[Any] = [status]
+            if message is not None:
+                sets.append("message = ?")
+                args.append(message)
+            if process is not None:
+                sets.append("process = ?")
+                args.append(process)
+            if status == "running":
+                sets.append("started_at = COALESCE(started_at, ?)")
+                args.append(now)
+            if status in TERMINAL_STATUSES:
+                sets.append("finished_at = ?")
+                args.append(now)
+                conn.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
+        return True
+
+    def set_message(self, run_id: str, message: str) -> None:
+        """Replace a run's message (e.g. "loading the dataset")."""
+        with self._write() as conn:
+            _status_of(conn, run_id)
+            conn.execute("UPDATE runs SET message = ? WHERE id = ?", (message, run_id))
+
+    def set_checkpoint(self, run_id: str, path: str | Path | None) -> None:
+        """Record where the run's latest checkpoint is (stored relative to ``runs_dir`` when inside it)."""
+        stored = None
+        if path is not None:
+            p = Path(path).resolve()
+            stored = str(p.relative_to(self.runs_dir)) if p.is_relative_to(self.runs_dir) else str(p)
+        with self._write() as conn:
+            _status_of(conn, run_id)
+            conn.execute("UPDATE runs SET checkpoint_path = ? WHERE id = ?", (stored, run_id))
+
+    def record_event(self, run_id: str, event: Event) -> None:
+        """Store one trainer event.
+
+        RunStarted -> running, device, baselines, sizes; EpochProgress -> the progress row;
+        EpochEnded -> an epochs row; RunFinished -> finished (``stopped`` when the reason
+        is "cancelled") with the metrics; RunFailed -> failed with its message. Status
+        changes only apply to a run that is still queued or running, so a late event
+        never overwrites a final state.
+        """
+        now = time.time()
+        active = tuple(ACTIVE_STATUSES)
+        with self._write() as conn:
+            status = _status_of(conn, run_id)
+            is_active = status in active
+            if isinstance(event, EpochProgress):
+                if is_active:
+                    conn.execute(
+                        """INSERT OR REPLACE INTO progress (run_id, epoch, done, total, train_loss,
+                           examples_per_second, elapsed_s, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                        (run_id, event.epoch, event.done, event.total, event.train_loss,
+                         event.examples_per_second, event.elapsed_s, now),
+                    )
+            elif isinstance(event, EpochEnded):
+                conn.execute(
+                    """INSERT OR REPLACE INTO epochs (run_id, epoch, train_loss, test_rmse, test_mae, seconds,
+                       examples_per_second, elapsed_s, lr, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (run_id, event.epoch, event.train_loss, event.test_rmse, event.test_mae, event.seconds,
+                     event.examples_per_second, event.elapsed_s, event.lr, now),
+                )
+                conn.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            elif isinstance(event, RunStarted):
+                if is_active:
+                    conn.execute(
+                        """UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), device = ?,
+                           baselines = ?, n_train = ?, n_test = ?, epochs_planned = ?, message = ''
+                           WHERE id = ?""",
+                        (now, event.device, _dumps(event.baselines), event.n_train, event.n_test, event.epochs,
+                         run_id),
+                    )
+            elif isinstance(event, RunFinished):
+                if is_active:
+                    stopped = event.reason == "cancelled"
+                    conn.execute(
+                        """UPDATE runs SET status = ?, finished_at = ?, metrics = ?, train_seconds = ?,
+                           best_epoch = ?, device = ?, message = ? WHERE id = ?""",
+                        ("stopped" if stopped else "finished", now, _dumps(event.metrics), event.train_seconds,
+                         event.best_epoch or None, event.device, _finished_message(event, conn, run_id), run_id),
+                    )
+                    conn.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            elif isinstance(event, RunFailed):
+                if is_active:
+                    conn.execute(
+                        """UPDATE runs SET status = 'failed', finished_at = ?, message = ?,
+                           device = CASE WHEN ? IN ('', '?') THEN device ELSE ? END WHERE id = ?""",
+                        (now, event.message, event.device, event.device, run_id),
+                    )
+                    conn.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            else:
+                raise RunnerError(f"cannot store an event of type {type(event).__name__}")
+
+    def mark_interrupted(self) -> int:
+        """Mark runs left queued/running by a dead process as ``interrupted``; returns how many.
+
+        Call on start-up. Completed epochs (and any checkpoint) are kept; the message says
+        how many epochs were completed. Runs owned by a process that is still alive (this
+        one, or another server on this machine using the same folder) are left alone.
+        """
+        now = time.time()
+        count = 0
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id, status, process FROM runs WHERE status IN ('queued', 'running')"
+            ).fetchall()
+            for row in rows:
+                if _process_alive(row["process"]):
+                    continue
+                if row["status"] == "queued":
+                    message = "the server stopped before this run started; submit it again"
+                else:
+                    done = conn.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (row["id"],)).fetchone()[0]
+                    message = interrupted_message(int(done))
+                conn.execute(
+                    "UPDATE runs SET status = 'interrupted', message = ?, finished_at = ? WHERE id = ?",
+                    (message, now, row["id"]),
+                )
+                conn.execute("DELETE FROM progress WHERE run_id = ?", (row["id"],))
+                count += 1
+        return count
+
+    def delete(self, run_id: str) -> None:
+        """Delete a run, its epochs, its progress and its checkpoint file.
+
+        A queued or running run cannot be deleted (stop it first): its worker would go on
+        writing into a run that no longer exists.
+        """
+        with self._write() as conn:
+            status = _status_of(conn, run_id)
+            if status in ACTIVE_STATUSES:
+                raise RunnerError(f"run {run_id} is still {status}; stop it before deleting it")
+            stored = conn.execute("SELECT checkpoint_path FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        # The file goes only after the rows are gone for good (a failed delete keeps both).
+        for path in {self._abs_checkpoint(stored), str(self.checkpoint_path_for(run_id))}:
+            if path:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRecord:
+        """One run; unknown id -> RunnerError."""
+        row = self._conn().execute(_SELECT_RUNS + " WHERE runs.id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise _unknown(run_id)
+        return self._record(row)
+
+    def exists(self, run_id: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def list_runs(
+        self,
+        owner: str | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first; optionally only one owner's and/or only some statuses."""
+        where, args = [], []
+        if owner is not None:
+            where.append("runs.owner = ?")
+            args.append(owner)
+        if statuses is not None:
+            statuses = tuple(statuses)
+            for s in statuses:
+                _check_status(s)
+            if not statuses:
+                return []
+            where.append(f"runs.status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        sql = _SELECT_RUNS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY runs.created_at DESC, runs.rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [self._record(row) for row in self._conn().execute(sql, args).fetchall()]
+
+    def count_active(self, owner: str) -> int:
+        """How many of ``owner``'s runs are queued or running."""
+        row = self._conn().execute(
+            "SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN ('queued', 'running')", (owner,)
+        ).fetchone()
+        return int(row[0])
+
+    def epochs(self, run_id: str) -> pd.DataFrame:
+        """Per-epoch metrics (columns ``EPOCH_COLUMNS``), in epoch order."""
+        with self._read() as conn:
+            _status_of(conn, run_id)
+            rows = conn.execute(
+                f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+            ).fetchall()
+        return _epochs_frame(rows)
+
+    def get_with_epochs(self, run_id: str) -> tuple[RunRecord, pd.DataFrame]:
+        """A run and its epochs read in one transaction (a consistent pair)."""
+        with self._read() as conn:
+            row = conn.execute(_SELECT_RUNS + " WHERE runs.id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise _unknown(run_id)
+            rows = conn.execute(
+                f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+            ).fetchall()
+        return self._record(row), _epochs_frame(rows)
+
+    def export_metrics_csv(self, run_id: str) -> str:
+        """The run's per-epoch metrics as CSV text (a ``run_id`` column first, then ``EPOCH_COLUMNS``)."""
+        frame = self.epochs(run_id)
+        frame.insert(0, "run_id", run_id)
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, lineterminator="\n")
+        return buffer.getvalue()
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        progress = None
+        if row["p_epoch"] is not None:
+            progress = {key: row[f"p_{key}"] for key in PROGRESS_KEYS}
+        return RunRecord(
+            id=row["id"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            owner=row["owner"],
+            label=row["label"],
+            dataset=row["dataset"],
+            split=row["split"],
+            seed=row["seed"],
+            model_config=_loads(row["model_config"]),
+            train_config=_loads(row["train_config"]),
+            runtime=_loads(row["runtime"]),
+            status=row["status"],
+            message=row["message"],
+            device=row["device"],
+            baselines=_loads(row["baselines"]),
+            metrics=_loads(row["metrics"]),
+            checkpoint_path=self._abs_checkpoint(row["checkpoint_path"]),
+            train_seconds=row["train_seconds"],
+            n_train=row["n_train"],
+            n_test=row["n_test"],
+            epochs_planned=row["epochs_planned"],
+            best_epoch=row["best_epoch"],
+            epochs_done=int(row["epochs_done"]),
+            progress=progress,
+            process=row["process"],
+        )
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise RunnerError(f"unknown run status {status!r}; use one of {', '.join(STATUSES)}")
+
+
+def _unknown(run_id: str) -> RunnerError:
+    return RunnerError(f"unknown run id {run_id!r}; it may have been deleted")
+
+
+def _status_of(conn: sqlite3.Connection, run_id: str) -> str:
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise _unknown(run_id)
+    return row[0]
+
+
+def _as_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if is_dataclass(config) and not isinstance(config, type):
+        return config_to_dict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise RunnerError(f"expected a config dataclass or a dict, got {type(config).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    # NaN/inf are kept (Python's json writes and reads them) so no metric is lost.
+    return json.dumps(value, sort_keys=True)
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else {}
+
+
+def _epochs_frame(rows: list[sqlite3.Row]) -> pd.DataFrame:
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(EPOCH_COLUMNS))
+    # SQLite stores NaN as NULL; give it back as NaN in float columns.
+    for column in EPOCH_COLUMNS[1:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["epoch"] = frame["epoch"].astype("int64")
+    return frame
+
+
+def _finished_message(event: RunFinished, conn: sqlite3.Connection, run_id: str) -> str:
+    planned = conn.execute("SELECT epochs_planned FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+    if event.reason == "cancelled":
+        return f"stopped after {event.epochs_run} of {planned} epochs"
+    if event.reason == "early_stopped":
+        return f"early stopping after {event.epochs_run} of {planned} epochs; kept the weights of epoch {event.best_epoch}"
+    rmse = event.metrics.get("test_rmse", math.nan)
+    return f"completed {event.epochs_run} epochs" + (f"; test RMSE {rmse:.4f}" if math.isfinite(rmse) else "")

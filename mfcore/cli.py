@@ -191,10 +191,14 @@ def _presets(out: TextIO) -> int:
 
 
 def _datasets(args: argparse.Namespace, out: TextIO) -> int:
-    from mfcore.data.sources import DATASET_INFO
+    from mfcore.data.download import cached_dataset
+    from mfcore.data.sources import DATASETS, find_local
 
-    for name, info in DATASET_INFO.items():
-        print(f"{name:<16} {info}", file=out)
+    for name, info in DATASETS.items():
+        local = find_local(name, args.data_dir) if args.data_dir else None
+        where = local or cached_dataset(name) or f"download {info.zip_mb:g} MB from {info.url}"
+        print(f"{name:<16} {info.title}: {info.ratings:,} ratings, {info.users:,} users, {info.items:,} items, "
+              f"scale {info.rating_scale[0]:g}-{info.rating_scale[1]:g} [{where}]", file=out)
     return 0
 
 

@@ -1,0 +1,470 @@
+"""The hyperparameter form of the train page: widgets -> validated configs.
+
+Every widget keeps its value under a ``tf_*`` key in session state, so a preset button
+(an ``on_click`` callback, which runs before the widgets are drawn) can fill the form by
+writing those keys. Validation goes through the engine's own dataclasses: each value is
+first tried alone against a known-good config (so every bad field gets its message at
+once), then the whole configs are built (for the checks that need two fields). A
+:class:`~mfcore.errors.ConfigError` carries ``.field``; :func:`field_error` shows its
+message right below that field.
+
+The help texts are the config fields' docstrings, read from the source once.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import streamlit as st
+
+from mfcore import config as cfg
+from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, with_changes
+from mfcore.device import available_devices, describe_device, resolve_device
+from mfcore.errors import ConfigError, MFError
+from mfcore.presets import PRESETS, Preset
+
+PREFIX = "tf_"
+ERRORS = "tf__errors"  # dict field -> message, shown next to the fields
+SOURCE_PRESET = "tf__preset"  # name of the preset that last filled the form
+
+# Help for fields whose docstring is missing or needs a UI note.
+EXTRA_HELP = {
+    "init_std": "Standard deviation of the normal initialisation (used when init = normal).",
+    "init_low": "Lower end of the uniform initialisation (used when init = uniform).",
+    "init_high": "Upper end of the uniform initialisation (used when init = uniform).",
+    "epochs": "Passes over the training ratings.",
+    "batch_size": "1 = classic per-rating SGD (a compiled kernel when the optimizer is plain SGD "
+                  "without momentum/weight decay and the output is linear); 0 = full batch.",
+    "average_from": "0 = off.",
+    "output_range": "Only with output = sigmoid. Off = the data's rating scale widened by half a step "
+                    "at the top (fastai's 0-5.5).",
+    "device": "auto = CUDA if present, else Apple MPS, else the CPU (mfcore.device.resolve_device).",
+    "cpu_threads": "0 = the measured default: 1 thread per job on a 2-core machine.",
+    "label": "A name for this run in the runs list (optional).",
+}
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass (the string right after each field), by name."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def help_for(name: str) -> str:
+    """Docstring of the config field ``name`` plus any UI note."""
+    doc = ""
+    for cls in (ModelConfig, TrainConfig, RuntimeOptions):
+        doc = field_docs(cls).get(name, "")
+        if doc:
+            break
+    extra = EXTRA_HELP.get(name, "")
+    return " ".join(t for t in (doc, extra) if t) or name
+
+
+# ---------------------------------------------------------------------------- values
+def _defaults() -> dict[str, Any]:
+    """Form values of the tuned default preset (plus runtime defaults)."""
+    return preset_values(PRESETS["default"])
+
+
+def preset_values(preset: Preset) -> dict[str, Any]:
+    """The form's widget values (without the prefix) for a preset."""
+    m, t = preset.model, preset.train
+    rng = m.output_range
+    return {
+        "model_type": "biased" if m.use_bias else "plain",
+        "n_factors": m.n_factors,
+        "global_bias": m.global_bias,
+        "init": m.init,
+        "init_std": float(m.init_std),
+        "init_low": float(m.init_low),
+        "init_high": float(m.init_high),
+        "output": m.output,
+        "custom_range": rng is not None,
+        "range_low": float(rng[0]) if rng else 0.0,
+        "range_high": float(rng[1]) if rng else 5.5,
+        "optimizer": t.optimizer,
+        "lr": f"{t.lr:g}",
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "l2": float(t.l2),
+        "l2_bias": float(t.l2_bias),
+        "weight_decay": f"{t.weight_decay:g}",
+        "momentum": float(t.momentum),
+        "lr_decay": float(t.lr_decay),
+        "average_from": t.average_from or 0,
+        "early_stopping_patience": t.early_stopping_patience,
+        "seed": t.seed,
+    }
+
+
+def init_form(seed: int | None = None) -> None:
+    """Put the default values into session state (once per browser session)."""
+    values = _defaults()
+    if seed is not None:
+        values["seed"] = int(seed)
+    values.update(device="auto", cpu_threads=0, label="")
+    for name, value in values.items():
+        st.session_state.setdefault(PREFIX + name, value)
+    st.session_state.setdefault(ERRORS, {})
+
+
+def apply_preset(name: str) -> None:
+    """Fill the form with a preset (use as an ``on_click`` callback)."""
+    for key, value in preset_values(PRESETS[name]).items():
+        st.session_state[PREFIX + key] = value
+    st.session_state[SOURCE_PRESET] = name
+    st.session_state[ERRORS] = {}
+
+
+def raw_values() -> dict[str, Any]:
+    """The form's current widget values, without the prefix."""
+    n = len(PREFIX)
+    return {k[n:]: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(PREFIX)
+            and not k.startswith(PREFIX + "_")}
+
+
+# ------------------------------------------------------------------------ validation
+@dataclass(frozen=True)
+class FormResult:
+    model: ModelConfig | None
+    train: TrainConfig | None
+    runtime: RuntimeOptions | None
+    errors: dict[str, str]
+    """field -> message; empty when the three configs are valid together."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _number(text: Any, name: str) -> float:
+    """A float from a text field ("1e-3", "0,01", "nan" -> NaN, which validation rejects)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    s = str(text).strip().replace(",", ".")
+    try:
+        return float(s)
+    except ValueError:
+        raise ConfigError(name, f"must be a number such as 0.01 or 1e-3, got {text!r}") from None
+
+
+def _whole(value: Any, name: str) -> int:
+    """An int from a number widget (which may hand over a float such as 64.0)."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ConfigError(name, f"must be a whole number, got {value!r}")
+        return int(value)
+    return value
+
+
+def validate(values: dict[str, Any]) -> FormResult:
+    """Build (ModelConfig, TrainConfig, RuntimeOptions) from form values, collecting every error."""
+    errors: dict[str, str] = {}
+
+    def attempt(name: str, make: Callable[[], Any]) -> Any:
+        try:
+            return make()
+        except ConfigError as exc:
+            errors.setdefault(exc.field if exc.field else name, _message(exc))
+            return None
+
+    def get(name: str, default: Any = None) -> Any:
+        return values.get(name, default)
+
+    # Parse: text fields and whole numbers.
+    parsed: dict[str, Any] = {}
+    for name in ("lr", "weight_decay"):
+        parsed[name] = attempt(name, lambda n=name: _number(get(n), n))
+    for name in ("n_factors", "epochs", "batch_size", "average_from", "early_stopping_patience", "seed", "cpu_threads"):
+        parsed[name] = attempt(name, lambda n=name: _whole(get(n), n))
+
+    model_kw: dict[str, Any] = {
+        "n_factors": parsed["n_factors"],
+        "use_bias": get("model_type", "biased") == "biased",
+        "global_bias": get("global_bias"),
+        "init": get("init"),
+        "init_std": get("init_std"),
+        "init_low": get("init_low"),
+        "init_high": get("init_high"),
+        "output": get("output"),
+        "output_range": (
+            (get("range_low"), get("range_high")) if get("output") == "sigmoid" and get("custom_range") else None
+        ),
+    }
+    avg = parsed["average_from"]
+    train_kw: dict[str, Any] = {
+        "optimizer": get("optimizer"),
+        "lr": parsed["lr"],
+        "epochs": parsed["epochs"],
+        "batch_size": parsed["batch_size"],
+        "l2": get("l2"),
+        "l2_bias": get("l2_bias"),
+        "weight_decay": parsed["weight_decay"],
+        "momentum": get("momentum"),
+        "lr_decay": get("lr_decay"),
+        "average_from": None if avg in (0, None) else avg,
+        "early_stopping_patience": parsed["early_stopping_patience"],
+        "seed": parsed["seed"],
+    }
+    runtime_kw: dict[str, Any] = {"device": get("device", "auto"), "cpu_threads": parsed["cpu_threads"]}
+    if avg is None and "average_from" not in errors:
+        errors["average_from"] = "must be a whole number"
+
+    # Each field alone, against a valid base (so all bad fields are reported together).
+    # uniform init is checked with its own bounds below, since low < high needs both.
+    for cls, kw in ((ModelConfig, model_kw), (TrainConfig, train_kw), (RuntimeOptions, runtime_kw)):
+        base = cls()
+        for name, value in kw.items():
+            if name in errors or (value is None and name in parsed):
+                continue
+            attempt(name, lambda n=name, v=value, b=base: with_changes(b, **{n: v}))
+
+    if "device" not in errors:
+        try:
+            resolve_device(runtime_kw["device"])
+        except MFError as exc:
+            errors["device"] = str(exc)
+
+    if errors:
+        return FormResult(None, None, None, errors)
+
+    # The whole configs: the checks that need two fields.
+    model = attempt("model", lambda: ModelConfig(**model_kw))
+    train = attempt("train", lambda: TrainConfig(**train_kw))
+    runtime = attempt("runtime", lambda: RuntimeOptions(**runtime_kw))
+    check = getattr(cfg, "check_combination", None)
+    if model is not None and train is not None and check is not None:
+        attempt("optimizer", lambda: check(model, train))
+    if errors:
+        return FormResult(None, None, None, errors)
+    return FormResult(model, train, runtime, {})
+
+
+def _message(exc: ConfigError) -> str:
+    """The message without the leading ``field:`` (it is shown under the field)."""
+    text = str(exc)
+    prefix = f"{exc.field}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+# Which widget shows the error of a config field that has no widget of its own.
+_ERROR_HOME = {
+    "use_bias": "model_type", "output_range": "range_high", "range_low": "range_high",
+    "model": "n_factors", "train": "optimizer", "runtime": "device",
+}
+
+
+def error_home(field_name: str) -> str:
+    return _ERROR_HOME.get(field_name, field_name)
+
+
+def field_error(name: str) -> None:
+    """Show the validation message for field ``name`` (if any) right where it is called."""
+    errors = st.session_state.get(ERRORS) or {}
+    for field_name, message in errors.items():
+        if error_home(field_name) == name:
+            st.error(f"**{field_name}**: {message}", icon=":material/error:")
+
+
+# ---------------------------------------------------------------------------- widgets
+def _k(name: str) -> str:
+    return PREFIX + name
+
+
+def _choices(options: tuple[str, ...], current: Any) -> list[str]:
+    out = list(options)
+    if current not in out and isinstance(current, str):
+        out.append(current)  # keep an unknown value visible, validation will name it
+    return out
+
+
+def optimizer_choices() -> tuple[str, ...]:
+    """The engine's optimizers (ALS only when the engine can train with it)."""
+    return tuple(o for o in cfg.OPTIMIZERS if o != "als" or als_supported())
+
+
+@lru_cache(maxsize=1)
+def als_supported() -> bool:
+    """True when the trainer has an ALS solver (config accepts "als" and a stepper exists)."""
+    if "als" not in cfg.OPTIMIZERS:
+        return False
+    try:
+        import importlib
+
+        importlib.import_module("mfcore.training.als")
+    except ImportError:
+        return False
+    return True
+
+
+def device_choices() -> list[str]:
+    found = available_devices()
+    return ["auto", *found]
+
+
+def draw_form() -> None:
+    """Draw every hyperparameter widget (values under ``tf_*`` keys; no return value).
+
+    Call :func:`init_form` first. Errors from the last launch attempt are shown next to
+    their fields.
+    """
+    ss = st.session_state
+    model_col, train_col = st.columns(2, gap="large")
+    with model_col:
+        st.subheader("Model", divider="gray")
+        st.radio("Model type", ["biased", "plain"], key=_k("model_type"), horizontal=True,
+                 help=help_for("use_bias"))
+        field_error("model_type")
+        st.number_input("Factors k", min_value=1, max_value=1024, step=1, key=_k("n_factors"),
+                        help=help_for("n_factors"))
+        field_error("n_factors")
+        st.selectbox("Global bias g", _choices(cfg.GLOBAL_BIASES, ss.get(_k("global_bias"))),
+                     key=_k("global_bias"), help=help_for("global_bias"))
+        field_error("global_bias")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.selectbox("Output", _choices(cfg.OUTPUTS, ss.get(_k("output"))), key=_k("output"),
+                         help=help_for("output"))
+            field_error("output")
+        with c2:
+            sigmoid = ss.get(_k("output")) == "sigmoid"
+            st.checkbox("Custom sigmoid range", key=_k("custom_range"), disabled=not sigmoid,
+                        help=help_for("output_range"))
+        c1, c2 = st.columns(2)
+        custom = sigmoid and bool(ss.get(_k("custom_range")))
+        with c1:
+            st.number_input("Range low", min_value=-1e6, max_value=1e6, step=0.5, format="%g",
+                            key=_k("range_low"), disabled=not custom)
+        with c2:
+            st.number_input("Range high", min_value=-1e6, max_value=1e6, step=0.5, format="%g",
+                            key=_k("range_high"), disabled=not custom)
+        field_error("range_high")
+        st.selectbox("Initialisation", _choices(cfg.INITS, ss.get(_k("init"))), key=_k("init"),
+                     help=help_for("init"))
+        field_error("init")
+        normal = ss.get(_k("init")) == "normal"
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            st.number_input("std", min_value=0.0, max_value=10.0, step=0.01, format="%g",
+                            key=_k("init_std"), disabled=not normal, help=help_for("init_std"))
+        with c2:
+            st.number_input("low", min_value=-10.0, max_value=10.0, step=0.01, format="%g",
+                            key=_k("init_low"), disabled=normal, help=help_for("init_low"))
+        with c3:
+            st.number_input("high", min_value=-10.0, max_value=10.0, step=0.01, format="%g",
+                            key=_k("init_high"), disabled=normal, help=help_for("init_high"))
+        for name in ("init_std", "init_low", "init_high"):
+            field_error(name)
+
+        st.subheader("Runtime", divider="gray")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.selectbox("Device", _choices(tuple(device_choices()), ss.get(_k("device"))), key=_k("device"),
+                         help=help_for("device"))
+            field_error("device")
+        with c2:
+            st.number_input("CPU threads", min_value=0, max_value=1024, step=1, key=_k("cpu_threads"),
+                            help=help_for("cpu_threads"))
+            field_error("cpu_threads")
+        st.caption("Found: " + ", ".join(available_devices()) + f" · auto = {_auto_device()}")
+        st.text_input("Run label", key=_k("label"), max_chars=80, help=help_for("label"),
+                      placeholder="e.g. k=32, lr=0.005")
+
+    with train_col:
+        st.subheader("Training", divider="gray")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.selectbox("Optimizer", _choices(optimizer_choices(), ss.get(_k("optimizer"))),
+                         key=_k("optimizer"), help=help_for("optimizer"))
+            field_error("optimizer")
+        with c2:
+            st.text_input("Learning rate", key=_k("lr"), help=help_for("lr") + " Accepts 0.01 or 1e-2.")
+            field_error("lr")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.number_input("Epochs", min_value=1, max_value=100_000, step=1, key=_k("epochs"),
+                            help=help_for("epochs"))
+            field_error("epochs")
+        with c2:
+            st.number_input("Batch size", min_value=0, max_value=100_000_000, step=64, key=_k("batch_size"),
+                            help=help_for("batch_size"))
+            field_error("batch_size")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.number_input("L2 (factors)", min_value=0.0, max_value=1e4, step=0.01, format="%g",
+                            key=_k("l2"), help=help_for("l2"))
+            field_error("l2")
+        with c2:
+            st.number_input("L2 (biases)", min_value=0.0, max_value=1e4, step=0.01, format="%g",
+                            key=_k("l2_bias"), help=help_for("l2_bias"))
+            field_error("l2_bias")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.text_input("Weight decay", key=_k("weight_decay"), help=help_for("weight_decay"))
+            field_error("weight_decay")
+        with c2:
+            st.number_input("Momentum", min_value=0.0, max_value=0.999, step=0.05, format="%g",
+                            key=_k("momentum"), help=help_for("momentum"))
+            field_error("momentum")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.number_input("LR decay per epoch", min_value=0.0, max_value=1.0, step=0.01, format="%g",
+                            key=_k("lr_decay"), help=help_for("lr_decay"))
+            field_error("lr_decay")
+        with c2:
+            st.number_input("Average weights from epoch", min_value=0, max_value=100_000, step=1,
+                            key=_k("average_from"), help=help_for("average_from"))
+            field_error("average_from")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.number_input("Early-stopping patience", min_value=0, max_value=100_000, step=1,
+                            key=_k("early_stopping_patience"), help=help_for("early_stopping_patience"))
+            field_error("early_stopping_patience")
+        with c2:
+            st.number_input("Model seed", min_value=0, max_value=2**32 - 1, step=1, key=_k("seed"),
+                            help=help_for("seed"))
+            field_error("seed")
+    # Errors for fields without a widget of their own, so nothing is ever lost.
+    known = {PREFIX + k for k in raw_values()}
+    for field_name, message in (ss.get(ERRORS) or {}).items():
+        if PREFIX + error_home(field_name) not in known:
+            st.error(f"**{field_name}**: {message}")
+
+
+@lru_cache(maxsize=1)
+def _auto_device() -> str:
+    try:
+        return describe_device(resolve_device("auto"))
+    except MFError as exc:
+        return str(exc)
+
+
+def config_rows(model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """One flat dict of both configs (for tables), model fields first."""
+    return {**{f"model.{k}": v for k, v in (model or {}).items()}, **{f"train.{k}": v for k, v in (train or {}).items()}}
+
+
+__all__ = [
+    "ERRORS", "FormResult", "PREFIX", "apply_preset", "config_rows", "draw_form", "field_docs", "field_error",
+    "help_for", "init_form", "optimizer_choices", "preset_values", "raw_values", "validate",
+]

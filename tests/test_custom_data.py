@@ -163,3 +163,9 @@ def test_real_ml_latest_small_as_custom_file(shared_data: Path) -> None:
 def test_load_dataset_dispatches_files_to_custom(tmp_path: Path) -> None:
     data = load_dataset(write(tmp_path / "mine.csv", "user,item,rating\n1,1,4\n"))
     assert data.name == "mine" and data.n_ratings == 1
+
+
+def test_extra_field_past_the_sniffed_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.tsv", "1\t2\t3\n" * 60 + "1\t2\t3\t4\n")
+    with pytest.raises(DataError, match=r"line 61: has 4 tab-separated fields but the first line has 3"):
+        load_ratings_file(path)

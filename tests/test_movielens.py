@@ -265,3 +265,13 @@ def test_split_pair_not_in_u_data(tmp_path: Path) -> None:
     write(root / "u1.test", "1\t2\t3\t4\n2\t2\t3\t4\n")
     with pytest.raises(DataError, match=r"u1.test, line 2: \(user 2, item 2\) is not in u.data"):
         load_movielens(root)
+
+
+def test_movies_dat_title_may_contain_separator(tmp_path: Path) -> None:
+    root = tmp_path / "ml-10M100K"
+    write(root / "ratings.dat", "1::10::4.5::978300760\n")
+    write(root / "movies.dat", "10::Weird::Title (1999)::Comedy|Drama\n")
+    data = load_movielens(root)
+    assert data.name == "ml-10m" and data.rating_scale == (0.5, 5.0)
+    assert data.items.loc[10, "title"] == "Weird::Title (1999)"
+    assert data.items.loc[10, "genres"] == "Comedy|Drama" and data.items.loc[10, "year"] == 1999

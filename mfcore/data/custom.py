@@ -16,6 +16,7 @@ import codecs
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Mapping
@@ -26,6 +27,7 @@ import pandas as pd
 from mfcore.data.dataset import RatingData, from_frame
 from mfcore.data.movielens import (
     _DoubleColonToTab,
+    _iter_lines,
     _line_of_row,
     _open_binary,
     _parser_detail,
@@ -346,16 +348,17 @@ def _apply_overrides(
 
 def _read_columns(path: Path, preview: RatingsPreview, positions: list[int], roles: list[str]) -> pd.DataFrame:
     """The chosen columns as text (file order kept), with parse errors turned into DataError."""
-    encoding = preview.encoding
-    for attempt in (encoding, "latin-1"):
+    for attempt in (preview.encoding, "latin-1"):
         try:
-            with _open_binary(path) as raw:
+            with _open_binary(path) as raw, warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)  # extra fields on a line
                 source: IO[bytes] = raw
                 if preview.separator == "::":
                     source = io.BufferedReader(_DoubleColonToTab(raw), buffer_size=1 << 20)
                 frame = pd.read_csv(
                     source, sep="\t" if preview.separator == "::" else preview.separator,
-                    header=0 if preview.has_header else None, usecols=positions, dtype=str,
+                    header=0 if preview.has_header else None, dtype=str,
+                    names=None if preview.has_header else list(range(len(preview.columns))),
                     keep_default_na=False, index_col=False, encoding=attempt,
                     skipinitialspace=True, engine="c",
                 )
@@ -365,15 +368,24 @@ def _read_columns(path: Path, preview: RatingsPreview, positions: list[int], rol
             continue
         except pd.errors.EmptyDataError:
             raise DataError("has no ratings", path=path) from None
-        except (pd.errors.ParserError, ValueError) as exc:
-            raise DataError(
-                f"{_parser_detail(exc)}; every line needs the same {len(preview.columns)} "
-                f"{_sep_name(preview.separator)}-separated columns as the first",
-                path=path, line=_parser_line(exc),
-            ) from None
-    # usecols returns columns in file order: put them back in role order
-    frame.columns = [roles[positions.index(p)] for p in sorted(positions)]
-    return frame[roles]
+        except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as exc:
+            raise _field_count_error(path, preview, attempt, exc) from None
+    frame = frame.iloc[:, positions]
+    frame.columns = roles
+    return frame.fillna("")
+
+
+def _field_count_error(path: Path, preview: RatingsPreview, encoding: str, exc: Exception) -> DataError:
+    """Name the first line whose number of fields differs from the first line's."""
+    width = len(preview.columns)
+    for line_no, text, _ in _iter_lines(path, encoding):
+        if text is not None and text.strip():
+            n = len(_split(text, preview.separator))
+            if n != width:
+                return DataError(
+                    f"has {n} {_sep_name(preview.separator)}-separated fields but the first "
+                    f"line has {width}; every line needs the same columns", path=path, line=line_no)
+    return DataError(f"cannot be parsed ({_parser_detail(exc)})", path=path, line=_parser_line(exc))
 
 
 def _sep_name(sep: str) -> str:

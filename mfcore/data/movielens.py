@@ -42,7 +42,7 @@ SCALES: dict[str, tuple[float, float, float]] = {
 }
 
 # extracted folder name (lower case) -> dataset name; ml-10m.zip extracts to ml-10M100K/
-_FOLDER_NAMES = {name: name for name in SCALES} | {"ml-10m100k": "ml-10m"}
+FOLDER_NAMES = {name: name for name in SCALES} | {"ml-10m100k": "ml-10m"}
 
 # used when u.genre is missing; order = the 19 flag columns of u.item
 ML100K_GENRES = (
@@ -111,7 +111,7 @@ def detect_layout(folder: str | Path, *, label: str | None = None) -> Layout:
         err.path = label or str(folder)
         raise err
     kind, ratings = found
-    name = _FOLDER_NAMES.get(root.name.lower(), root.name)
+    name = FOLDER_NAMES.get(root.name.lower(), root.name)
     partial = False
     if ratings.name.endswith(".gz") and ratings.name != "ratings.dat.gz":
         partial = True
@@ -293,7 +293,7 @@ def _read_ml100k_splits(root: Path, frame: pd.DataFrame) -> dict[str, tuple[np.n
 def load_csv_layout(folder: str | Path, *, name: str | None = None) -> RatingData:
     """Read ml-latest-small / ml-20m / ml-25m / ml-32m (``ratings.csv`` + ``movies.csv``)."""
     root = Path(folder)
-    name = name or _FOLDER_NAMES.get(root.name.lower(), root.name)
+    name = name or FOLDER_NAMES.get(root.name.lower(), root.name)
     scale = scale_for(name, "csv", root)
     path = root / "ratings.csv"
     frame = read_ratings_table(path, sep=",", header=True, encoding="utf-8")
@@ -348,7 +348,7 @@ def load_dat_layout(
     """
     root = Path(folder)
     path = Path(ratings_file) if ratings_file is not None else root / "ratings.dat"
-    name = name or _FOLDER_NAMES.get(root.name.lower(), root.name)
+    name = name or FOLDER_NAMES.get(root.name.lower(), root.name)
     scale = scale_for(name, "dat", root)
     frame = read_ratings_table(path, sep="::", header=False, encoding="latin-1")
     check_ratings(frame, path, scale, header=False, dataset=name)
@@ -370,7 +370,7 @@ def _read_movies_dat(path: Path) -> pd.DataFrame:
         path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         encoding = "latin-1"
-    rows = _split_lines(path, "::", 3, encoding, "MovieID::Title::Genres")
+    rows = _split_lines(path, "::", 3, encoding, "MovieID::Title::Genres", free=1)
     raw = pd.DataFrame(rows, columns=["item", "title", "genres"])
     ids = pd.to_numeric(raw["item"], errors="coerce")
     if ids.isna().any():
@@ -575,8 +575,13 @@ def _line_of_row(path: Path, row: int, *, header: bool) -> int:
     return row + 1 + int(header)
 
 
-def _split_lines(path: Path, sep: str, n_fields: int, encoding: str, expected: str) -> list[list[str]]:
-    """Small metadata files (users, movies): strict field counts with line numbers."""
+def _split_lines(
+    path: Path, sep: str, n_fields: int, encoding: str, expected: str, *, free: int | None = None
+) -> list[list[str]]:
+    """Small metadata files (users, movies): strict field counts with line numbers.
+
+    Field ``free`` (a title) may itself contain the separator.
+    """
     check_text_head(path)
     rows = []
     for line_no, text, _ in _iter_lines(path, encoding):
@@ -584,7 +589,10 @@ def _split_lines(path: Path, sep: str, n_fields: int, encoding: str, expected: s
             raise _utf8_error(path, line_no)
         if not text.strip():
             continue
-        parts = text.split(sep, n_fields - 1) if sep == "::" else text.split(sep)
+        parts = text.split(sep)
+        if free is not None and len(parts) > n_fields:
+            extra = len(parts) - n_fields
+            parts = parts[:free] + [sep.join(parts[free: free + extra + 1])] + parts[free + extra + 1:]
         if len(parts) != n_fields:
             raise DataError(f"has {len(parts)} fields, expected {n_fields}: {expected}",
                             path=path, line=line_no)

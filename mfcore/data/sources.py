@@ -13,7 +13,7 @@ from pathlib import Path
 from mfcore.data import download as dl
 from mfcore.data.custom import load_ratings_file
 from mfcore.data.dataset import RatingData
-from mfcore.data.movielens import _FOLDER_NAMES, detect_layout, load_movielens
+from mfcore.data.movielens import FOLDER_NAMES, detect_layout, load_movielens
 from mfcore.errors import DataError, DatasetNotFoundError
 
 DATASET_NAMES: tuple[str, ...] = (
@@ -116,7 +116,7 @@ def load_zip(
     layout = detect_layout(dest, label=path.name)
     if name is None and layout.root == dest:  # files at the zip's top: name it after the zip
         stem = path.stem.lower()
-        name = _FOLDER_NAMES.get(stem, path.stem)
+        name = FOLDER_NAMES.get(stem, path.stem)
     return load_movielens(dest, name=name)
 
 
@@ -127,8 +127,8 @@ def find_local(name: str, data_dir: str | Path) -> Path | None:
     loading it under the bare name would pass it off as the full dataset.
     """
     base = Path(data_dir).expanduser()
-    folders = [base / name] + [base / f for f, n in _FOLDER_NAMES.items() if n == name and f != name]
-    if _FOLDER_NAMES.get(base.name.lower()) == name:
+    folders = [base / name] + [base / f for f, n in FOLDER_NAMES.items() if n == name and f != name]
+    if FOLDER_NAMES.get(base.name.lower()) == name:
         folders.append(base)
     for folder in folders:
         if folder.is_dir():

@@ -1,0 +1,1 @@
+"""What a trained model learned: projections, fold-in of a new user, per-movie views."""

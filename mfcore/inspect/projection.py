@@ -1,0 +1,107 @@
+"""Latent factors projected to 2D (PCA, t-SNE, UMAP), and snapshots aligned over epochs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mfcore.errors import ConfigError
+
+METHODS = ("pca", "tsne", "umap")
+TSNE_MAX_POINTS = 5_000  # t-SNE is O(n log n) but slow in practice on 2 cores past this
+
+
+@dataclass(frozen=True)
+class Projection:
+    coords: np.ndarray
+    """[n_points, 2] float32 coordinates."""
+    rows: np.ndarray
+    """Indices of the projected rows in the factor matrix (all, or a seeded sample)."""
+    method: str
+    note: str
+    """What a UI should say, e.g. that t-SNE used a sample."""
+    explained_variance: tuple[float, float] | None = None
+
+
+def umap_available() -> bool:
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def project(factors: np.ndarray, method: str = "pca", *, seed: int = 0, max_points: int | None = None) -> Projection:
+    """Project rows of ``factors`` to 2D; t-SNE/UMAP over ``max_points`` use a seeded sample."""
+    method = method.lower()
+    if method not in METHODS:
+        raise ConfigError("method", f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
+    X = np.asarray(factors, dtype=np.float32)
+    n = len(X)
+    cap = max_points if max_points is not None else (TSNE_MAX_POINTS if method != "pca" else n)
+    rows = np.arange(n)
+    note = f"all {n:,} points"
+    if n > cap:
+        rows = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+        note = f"a random sample of {cap:,} of {n:,} points ({method.upper()} is slow on more)"
+    Xs = X[rows]
+    if method == "pca":
+        coords, ev = _pca(Xs)
+        return Projection(coords, rows, method, note, ev)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(Xs) - 1) / 3)))
+        coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(Xs)
+        return Projection(coords.astype(np.float32), rows, method, note)
+    if not umap_available():
+        raise ConfigError("method", "UMAP is not installed (pip install umap-learn); use pca or tsne")
+    import umap
+
+    coords = umap.UMAP(n_components=2, random_state=seed).fit_transform(Xs)
+    return Projection(np.asarray(coords, dtype=np.float32), rows, method, note)
+
+
+def _pca(X: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """PCA by SVD of the centred data, signs fixed (largest loading positive) so
+    the same factors always give the same picture."""
+    Xc = X - X.mean(axis=0, keepdims=True)
+    if len(X) < 2 or X.shape[1] < 1:
+        return np.zeros((len(X), 2), np.float32), (0.0, 0.0)
+    # Covariance eigendecomposition: k x k, fast even for 60k x 64.
+    cov = (Xc.T.astype(np.float64) @ Xc) / max(1, len(X) - 1)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1][:2]
+    comps = vecs[:, order]
+    if comps.shape[1] < 2:
+        comps = np.pad(comps, ((0, 0), (0, 2 - comps.shape[1])))
+    signs = np.sign(comps[np.abs(comps).argmax(axis=0), range(comps.shape[1])])
+    signs[signs == 0] = 1
+    comps = comps * signs
+    total = float(vals.sum()) or 1.0
+    ev = tuple(float(vals[o]) / total for o in order) + (0.0,) * (2 - len(order))
+    return (Xc @ comps).astype(np.float32), (ev[0], ev[1])
+
+
+def align_to(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """Rotate/reflect ``moving`` (n x 2) onto ``reference`` by orthogonal Procrustes.
+
+    Consecutive epochs' maps then do not spin or flip: only what the model learned moves.
+    """
+    A = reference - reference.mean(0)
+    B = moving - moving.mean(0)
+    U, _, Vt = np.linalg.svd(B.T @ A)
+    R = U @ Vt
+    return (B @ R + reference.mean(0)).astype(np.float32)
+
+
+def aligned_frames(snapshots: list[np.ndarray], *, seed: int = 0) -> list[np.ndarray]:
+    """One 2D frame per epoch: each epoch's own PCA, rotated/reflected onto the next
+    frame, walking back from the final epoch so the last frame is the static PCA map."""
+    if not snapshots:
+        return []
+    frames = [project(s.astype(np.float32), "pca", seed=seed).coords for s in snapshots]
+    for e in range(len(frames) - 2, -1, -1):
+        frames[e] = align_to(frames[e + 1], frames[e])
+    return frames

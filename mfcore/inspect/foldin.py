@@ -75,7 +75,7 @@ def recommend_for(trained: TrainedModel, folded: FoldedUser, n: int = 10) -> pd.
 def _indices(trained: TrainedModel, items) -> np.ndarray:
     idx = trained.item_ids.indices_of(np.asarray(list(items)))
     if (idx < 0).any():
-        bad = np.asarray(list(items))[idx < 0][0]
+        bad = np.asarray(list(items))[idx < 0][0].item()
         raise UnknownIdError("item", bad, "the model never saw this movie")
     return idx
 

@@ -1,0 +1,49 @@
+"""MF Studio: the router. Run with ``streamlit run app.py``.
+
+This file only configures the page, fills in session-state defaults and lists the pages;
+everything else lives in ``pages/`` (drawing) and ``ui/`` (shared helpers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui.state import init_state
+
+ROOT = Path(__file__).resolve().parent
+
+# (file relative to this folder, title, Material icon). Icons come from the Material
+# Symbols font that Streamlit bundles, so nothing is fetched from the internet.
+WORKFLOW_PAGES = [
+    ("pages/data.py", "Data", ":material/table_chart:"),
+    ("pages/train.py", "Train", ":material/model_training:"),
+    ("pages/runs.py", "Runs", ":material/history:"),
+]
+
+# ---------------------------------------------------------------- inspection pages
+# Add one row per inspection page here; a file that does not exist yet is skipped.
+INSPECT_PAGES: list[tuple[str, str, str]] = [
+]
+# ---------------------------------------------------------------------------------
+
+DEFAULT_PAGE = "pages/data.py"
+
+
+def _section(rows: list[tuple[str, str, str]]) -> list[st.Page]:
+    """``st.Page`` objects for the rows whose file exists."""
+    return [
+        st.Page(ROOT / path, title=title, icon=icon, default=path == DEFAULT_PAGE)
+        for path, title, icon in rows
+        if (ROOT / path).is_file()
+    ]
+
+
+# An explicit emoji favicon: otherwise the current page's Material icon becomes the
+# favicon, which the browser would fetch from fonts.gstatic.com.
+st.set_page_config(page_title="MF Studio", page_icon="🎬", layout="wide")
+init_state()
+
+sections = {"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)}
+st.navigation({name: pages for name, pages in sections.items() if pages}).run()

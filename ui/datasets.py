@@ -1,0 +1,454 @@
+"""Cached dataset loaders, dataset specs and upload handling for the app.
+
+Every dataset the app shows is addressed by one *spec string*, the value stored under
+``ui.state.DATASET_SPEC``, so any page (and the job runner) can load the same data:
+
+* ``"synthetic"``: :func:`mfcore.data.synthetic.make_synthetic` with its defaults;
+  ``"synthetic:n_users=1000,n_items=1500,density=0.05,rank=8,noise=0.3,popularity_skew=1.0,seed=0"``
+  with knobs (see :func:`synthetic_spec` / :func:`parse_synthetic_spec`);
+* a MovieLens name (``"ml-100k"`` ...), found in ``$MFSTUDIO_DATA_DIR``, else in the
+  download cache (``$MFSTUDIO_CACHE`` or ``~/.cache/mfstudio``);
+* a path: an uploaded MovieLens zip or ratings file, kept in ``<cache>/uploads/``.
+
+Loaded data is cached once per server process (``st.cache_resource``: datasets are
+read-only and can be large); statistics and split reports are cached per spec
+(``st.cache_data``). The cache keys include the data and cache folders, so pointing the
+environment variables elsewhere never serves stale data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import streamlit as st
+
+from mfcore.data import download as dl
+from mfcore.data.custom import ROLES, RatingsPreview, load_ratings_file, preview_ratings_file
+from mfcore.data.dataset import RatingData
+from mfcore.data.sources import DATASETS, find_local, load_dataset
+from mfcore.data.splits import make_split, split_report
+from mfcore.data.synthetic import make_synthetic
+from mfcore.errors import ConfigError, DataError, MFError
+
+ENV_DATA_DIR = "MFSTUDIO_DATA_DIR"
+UPLOADS = "uploads"  # subfolder of the cache holding uploaded files, by content hash
+
+# ----------------------------------------------------------------------------- synthetic specs
+
+# The knobs a synthetic spec may set, in their canonical order, with their types.
+SYNTHETIC_KNOBS: dict[str, type] = {
+    "n_users": int,
+    "n_items": int,
+    "density": float,
+    "rank": int,
+    "noise": float,
+    "popularity_skew": float,
+    "seed": int,
+}
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    name: inspect.signature(make_synthetic).parameters[name].default for name in SYNTHETIC_KNOBS
+}
+
+
+def _format_knob(name: str, value: Any) -> str:
+    kind = SYNTHETIC_KNOBS[name]
+    if kind is int:
+        if isinstance(value, bool) or float(value) != int(value):
+            raise ConfigError(name, f"must be an integer, got {value!r}")
+        return str(int(value))
+    return repr(float(value))  # shortest text that reads back as the same float
+
+
+def synthetic_spec(params: Mapping[str, Any] | None) -> str:
+    """The spec string of a synthetic dataset with knobs ``params`` (missing = default).
+
+    All knobs at their defaults give plain ``"synthetic"``; otherwise every knob is
+    written, in the order of :data:`SYNTHETIC_KNOBS`, so one dataset has one spec::
+
+        synthetic:n_users=1000,n_items=1500,density=0.05,rank=8,noise=0.3,popularity_skew=1.0,seed=0
+    """
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(SYNTHETIC_KNOBS))
+    if unknown:
+        raise ConfigError("synthetic", f"unknown knob(s) {', '.join(unknown)}; use {', '.join(SYNTHETIC_KNOBS)}")
+    full = {name: params.get(name, default) for name, default in SYNTHETIC_DEFAULTS.items()}
+    text = {name: _format_knob(name, value) for name, value in full.items()}
+    if all(text[n] == _format_knob(n, SYNTHETIC_DEFAULTS[n]) for n in SYNTHETIC_KNOBS):
+        return "synthetic"
+    return "synthetic:" + ",".join(f"{name}={text[name]}" for name in SYNTHETIC_KNOBS)
+
+
+def is_synthetic(spec: str) -> bool:
+    return spec.strip().lower().partition(":")[0] == "synthetic"
+
+
+def parse_synthetic_spec(spec: str) -> dict[str, Any]:
+    """The knobs of a synthetic spec, all of them (defaults filled in); raises ConfigError."""
+    head, _, rest = spec.strip().partition(":")
+    if head.lower() != "synthetic":
+        raise ConfigError("dataset", f"{spec!r} is not a synthetic spec; expected synthetic[:knob=value,...]")
+    params = dict(SYNTHETIC_DEFAULTS)
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or name not in SYNTHETIC_KNOBS:
+            raise ConfigError(
+                "dataset", f"{spec!r}: {part!r} is not knob=value with a knob among {', '.join(SYNTHETIC_KNOBS)}"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, f"{value.strip()!r} is not a number (in {spec!r})") from None
+        if SYNTHETIC_KNOBS[name] is int:
+            if not number.is_integer():
+                raise ConfigError(name, f"must be an integer, got {value.strip()!r} (in {spec!r})")
+            params[name] = int(number)
+        else:
+            params[name] = number
+    return params
+
+
+# ----------------------------------------------------------------------------- where data lives
+
+
+def data_dir() -> str | None:
+    """``$MFSTUDIO_DATA_DIR`` (a folder of extracted MovieLens data or official zips), if set."""
+    value = os.environ.get(ENV_DATA_DIR, "").strip()
+    return value or None
+
+
+def cache_dir() -> str:
+    """The download cache: ``$MFSTUDIO_CACHE``, else ``~/.cache/mfstudio``."""
+    return str(dl.resolve_cache_dir())
+
+
+def dataset_location(name: str) -> str | None:
+    """Where a MovieLens dataset is on this machine: "data folder", "download cache" or None."""
+    folder = data_dir()
+    if folder is not None and find_local(name, folder) is not None:
+        return "data folder"
+    if dl.cached_dataset(name, cache_dir()) is not None:
+        return "download cache"
+    return None
+
+
+def download_dataset(name: str, progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Download and extract an official MovieLens zip into the cache (DownloadError if offline)."""
+    return dl.fetch_movielens(name, cache_dir=cache_dir(), progress=progress, timeout=30.0)
+
+
+def official_url(name: str) -> str:
+    return f"{dl.resolve_base_url()}/{dl.PINS[name].filename}"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _normalize(spec: str) -> str:
+    spec = spec.strip()
+    return spec.lower() if spec.lower() in DATASETS or spec.lower() == "synthetic" else spec
+
+
+def _load_uncached(spec: str, folder: str | None, cache: str) -> RatingData:
+    if is_synthetic(spec):
+        # ui parses the knobs so the app works whether or not load_dataset does yet
+        data = make_synthetic(**parse_synthetic_spec(spec))
+        return data
+    return load_dataset(spec, data_dir=folder, cache_dir=cache, download=False)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _load_cached(spec: str, folder: str | None, cache: str) -> RatingData:
+    return _load_uncached(spec, folder, cache)
+
+
+def load_data(spec: str) -> RatingData:
+    """The dataset of ``spec``, loaded once per server process; never downloads.
+
+    Raises :class:`mfcore.errors.MFError` (e.g. DatasetNotFoundError for a MovieLens name
+    that is neither in the data folder nor in the cache: see :func:`download_dataset`).
+    """
+    return _load_cached(_normalize(spec), data_dir(), cache_dir())
+
+
+# ----------------------------------------------------------------------------- statistics
+
+_MAX_CURVE_POINTS = 2_000
+
+
+def _curve(sorted_desc: np.ndarray) -> dict[str, np.ndarray]:
+    """Ranks (1-based) and counts of a long-tail curve, thinned to a few thousand points
+    (every point of the head, evenly spaced ones after it) so 160k users stay cheap."""
+    n = len(sorted_desc)
+    if n <= _MAX_CURVE_POINTS:
+        idx = np.arange(n)
+    else:
+        head = _MAX_CURVE_POINTS // 4
+        idx = np.unique(np.concatenate([np.arange(head), np.linspace(0, n - 1, _MAX_CURVE_POINTS - head).astype(np.int64)]))
+    return {"rank": idx + 1, "count": sorted_desc[idx]}
+
+
+def _tail_summary(counts: np.ndarray) -> dict[str, float]:
+    desc = np.sort(counts)[::-1]
+    total = max(1, int(desc.sum()))
+    top = max(1, int(round(0.1 * len(desc))))
+    return {
+        "top10_share": float(desc[:top].sum()) / total,
+        "median": float(np.median(desc)) if len(desc) else 0.0,
+        "min": int(desc[-1]) if len(desc) else 0,
+        "max": int(desc[0]) if len(desc) else 0,
+        "n_at_most_5": int((desc <= 5).sum()),
+    }
+
+
+def rating_histogram(rating: np.ndarray, scale: tuple[float, float]) -> dict[str, Any]:
+    """Counts per rating value when ratings sit on a half-star grid, else 40 equal bins."""
+    lo, hi = float(scale[0]), float(scale[1])
+    if len(rating) == 0:
+        return {"x": np.zeros(0), "count": np.zeros(0, dtype=np.int64), "width": 0.5, "discrete": True}
+    doubled = rating.astype(np.float64) * 2.0
+    codes = np.rint(doubled)
+    if np.all(np.abs(doubled - codes) < 1e-6) and codes.min() >= 0:
+        codes = codes.astype(np.int64)
+        base = int(codes.min())
+        counts = np.bincount(codes - base)
+        x = (np.arange(len(counts)) + base) / 2.0
+        if np.all(codes % 2 == 0):  # whole stars: no empty half-star bars between them
+            whole = (np.arange(len(counts)) + base) % 2 == 0
+            return {"x": x[whole], "count": counts[whole], "width": 0.8, "discrete": True}
+        return {"x": x, "count": counts, "width": 0.4, "discrete": True}
+    counts, edges = np.histogram(rating, bins=40, range=(lo, hi))
+    return {"x": (edges[:-1] + edges[1:]) / 2.0, "count": counts, "width": (hi - lo) / 40.0, "discrete": False}
+
+
+def memory_footprint(data: RatingData) -> dict[str, int]:
+    """Bytes of a dense float64 user x item matrix versus the arrays actually kept."""
+    sparse = data.user_idx.nbytes + data.item_idx.nbytes + data.rating.nbytes
+    if data.timestamp is not None:
+        sparse += data.timestamp.nbytes
+    return {"dense": int(data.n_users) * int(data.n_items) * 8, "sparse": int(sparse)}
+
+
+def compute_stats(data: RatingData) -> dict[str, Any]:
+    """Everything the data page draws, as plain arrays and numbers (no Streamlit)."""
+    per_item = np.bincount(data.item_idx, minlength=data.n_items)
+    per_user = np.bincount(data.user_idx, minlength=data.n_users)
+    return {
+        "summary": data.summary(),
+        "source": data.source,
+        "histogram": rating_histogram(data.rating, data.rating_scale),
+        "mean_rating": float(data.rating.mean()) if data.n_ratings else float("nan"),
+        "per_item": _curve(np.sort(per_item)[::-1]),
+        "per_user": _curve(np.sort(per_user)[::-1]),
+        "item_tail": _tail_summary(per_item),
+        "user_tail": _tail_summary(per_user),
+        "memory": memory_footprint(data),
+        "predefined_splits": sorted(data.predefined_splits),
+        "is_movielens": data.name.split(" ")[0].lower().startswith("ml-"),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stats_cached(spec: str, folder: str | None, cache: str) -> dict[str, Any]:
+    return compute_stats(_load_cached(spec, folder, cache))
+
+
+def dataset_stats(spec: str) -> dict[str, Any]:
+    """:func:`compute_stats` of the dataset of ``spec``, cached per spec."""
+    return _stats_cached(_normalize(spec), data_dir(), cache_dir())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _split_cached(spec: str, split_spec: str, seed: int, folder: str | None, cache: str) -> dict[str, Any]:
+    data = _load_cached(spec, folder, cache)
+    split = make_split(data, split_spec, seed)
+    return {**split_report(data, split), "describe": split.describe()}
+
+
+def split_summary(spec: str, split_spec: str, seed: int) -> dict[str, Any]:
+    """``split_report`` (sizes, cold users/items) of a split of the dataset, cached."""
+    return _split_cached(_normalize(spec), split_spec, int(seed), data_dir(), cache_dir())
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def human_bytes(n: float) -> str:
+    """Decimal units, as disks and download pages count: 93.6e9 -> '94 GB'."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:,.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def describe_spec(spec: str) -> str:
+    """A short human label for a dataset spec (sidebar, captions)."""
+    if is_synthetic(spec):
+        try:
+            p = parse_synthetic_spec(spec)
+        except ConfigError:
+            return spec
+        return (
+            f"Synthetic: {p['n_users']:,} users x {p['n_items']:,} items, density {p['density']:g}, "
+            f"rank {p['rank']}, noise {p['noise']:g}, skew {p['popularity_skew']:g}, seed {p['seed']}"
+        )
+    name = spec.strip().lower()
+    if name in DATASETS:
+        return f"{DATASETS[name].title} ({name})"
+    path = Path(spec)
+    if UPLOADS in path.parts:
+        return f"Uploaded: {path.name}"
+    return path.name or spec
+
+
+def memory_sentence(stats: dict[str, Any]) -> str:
+    """E.g. '260,000 users x 45,000 movies as a dense float64 matrix would take ~94 GB; ...'."""
+    s, mem = stats["summary"], stats["memory"]
+    what = "movies" if stats.get("is_movielens") else "items"
+    ratio = mem["dense"] / max(1, mem["sparse"])
+    ratio_text = f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+    return (
+        f"{s['users']:,} users x {s['items']:,} {what} as a dense float64 matrix would take "
+        f"~{human_bytes(mem['dense'])}, although only {s['density']:.2%} of its cells hold a rating. "
+        f"The sparse form used here keeps just the {s['ratings']:,} ratings as parallel arrays "
+        f"(user index, item index, rating{', timestamp' if s['has_timestamps'] else ''}): "
+        f"{human_bytes(mem['sparse'])}, {ratio_text} {'less' if ratio >= 1 else 'more'}."
+    )
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+def _safe_name(filename: str, default: str) -> str:
+    name = Path(str(filename).replace("\\", "/")).name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or default
+    return name[:120]
+
+
+def _store(filename: str, content: bytes, default: str, cache: str | None = None) -> tuple[Path, bool]:
+    """Write an upload to ``<cache>/uploads/<sha256[:16]>/<name>`` (atomically).
+
+    Returns the path and whether this call created it (an identical upload is reused).
+    """
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    folder = Path(cache or cache_dir()) / UPLOADS / digest
+    target = folder / _safe_name(filename, default)
+    if target.is_file():
+        return target, False
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target, True
+
+
+def _discard(path: Path) -> None:
+    """Remove an upload this process stored (and its folder, when empty)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    for parent in (path.parent, path.parent.parent):
+        if parent.name != UPLOADS and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def load_uploaded_zip(filename: str, content: bytes) -> str:
+    """Check and load an uploaded MovieLens zip; return its dataset spec (a path).
+
+    The zip is kept under the cache's uploads folder so the spec can be loaded again
+    (e.g. by a training job); it is extracted once, safely, into the cache. An unsafe or
+    non-MovieLens zip raises :class:`MFError` (UnsafeArchiveError, DataError) and leaves
+    nothing behind: extraction is all-or-nothing and the stored copy is removed again.
+    """
+    if not content:
+        raise DataError(f"{filename} is empty; upload an official MovieLens zip such as ml-100k.zip")
+    name = _safe_name(filename, "upload.zip")
+    if not name.lower().endswith(".zip"):
+        name += ".zip"
+    path, created = _store(name, content, "upload.zip")
+    try:
+        load_data(str(path))
+    except MFError:
+        if created:
+            _discard(path)
+        raise
+    return str(path)
+
+
+def stage_ratings_upload(filename: str, content: bytes) -> tuple[Path, RatingsPreview]:
+    """Store an uploaded ratings file and sniff it (separator, header, column roles).
+
+    Raises :class:`mfcore.errors.DataError` for a file that cannot be a ratings table
+    (the stored copy is then removed again).
+    """
+    if not content:
+        raise DataError(f"{filename} is empty; a ratings file needs user, item and rating columns")
+    path, created = _store(filename, content, "ratings.csv")
+    try:
+        preview = preview_ratings_file(path)
+    except MFError:
+        if created:
+            _discard(path)
+        raise
+    return path, preview
+
+
+def load_uploaded_ratings(path: str | Path, preview: RatingsPreview, mapping: Mapping[str, str | None]) -> str:
+    """Load a staged ratings file with the chosen column mapping; return its spec (a path).
+
+    When the mapping is the detected one the file itself is the spec. Otherwise the file
+    is read with the mapping and rewritten once as ``user,item,rating[,timestamp]`` beside
+    it, so that the spec still loads the same data anywhere (``load_dataset`` sniffs
+    that header). Raises :class:`MFError` with the line and column at fault.
+    """
+    path = Path(path)
+    chosen = {role: (mapping.get(role) or None) for role in ROLES}
+    detected = {role: (preview.mapping.get(role) or None) for role in ROLES}
+    if chosen == detected:
+        spec = str(path)
+    else:
+        data = load_ratings_file(path, columns=chosen, sep=preview.separator, header=preview.has_header)
+        key = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:8]
+        out = path.parent / f"mapped-{key}" / f"{path.stem}.csv"
+        if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".mapped.", suffix=".part")
+            os.close(fd)
+            try:
+                data.to_frame().to_csv(tmp, index=False)
+                os.replace(tmp, out)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        spec = str(out)
+    load_data(spec)
+    return spec
+
+
+# ----------------------------------------------------------------------------- sidebar
+
+
+def show_current_choice() -> None:
+    """The chosen dataset, split and seed, in the sidebar (any page may call this)."""
+    from ui import state
+
+    with st.sidebar:
+        st.markdown("**Current choice**")
+        st.caption(
+            f"Data: {describe_spec(state.get(state.DATASET_SPEC))}  \n"
+            f"Split: `{state.get(state.SPLIT_SPEC)}`  \nSeed: {state.get(state.SEED)}"
+        )

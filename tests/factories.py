@@ -34,8 +34,9 @@ def planted_data(n_users: int = 120, n_items: int = 80, rank: int = 3, density: 
     rng = np.random.default_rng(seed)
     P = rng.normal(0, 0.7, (n_users, rank))
     Q = rng.normal(0, 0.7, (n_items, rank))
+    bu, bi = rng.normal(0, 0.4, n_users), rng.normal(0, 0.4, n_items)
     mask = rng.random((n_users, n_items)) < density
     u, i = np.nonzero(mask)
-    r = np.clip(3.0 + (P[u] * Q[i]).sum(1), 1, 5)
+    r = np.clip(3.0 + bu[u] + bi[i] + (P[u] * Q[i]).sum(1), 1, 5)
     frame = pd.DataFrame({"user": u + 1, "item": i + 1, "rating": r, "timestamp": np.arange(len(r))})
     return from_frame(frame, name="planted", rating_scale=(1.0, 5.0))

@@ -13,7 +13,7 @@ the dense indices, so a trained model can be compared with the answer
 
 Which (user, item) pairs are observed is long-tailed like MovieLens: item popularity
 follows a Zipf-Mandelbrot law ``(rank + 40) ** -popularity_skew`` (the offset, at
-most a tenth of the catalogue, keeps the head as flat as MovieLens') and user
+most 2% of the catalogue, keeps the head as flat as MovieLens') and user
 activity a Zipf law with exponent ``0.4 * popularity_skew`` above the minimum count
 (activity is less skewed than popularity in MovieLens); 0 makes both uniform. Every user and every item has at least one rating,
 and no pair occurs twice. Each user's items are drawn by popularity without
@@ -346,7 +346,7 @@ def make_synthetic(
     activity = _zipf_weights(rng, n_users, 0.4 * skew)
     # The offset flattens the head: a pure Zipf law gives the top item ~10% of all
     # draws, while MovieLens' most rated movie has ~0.3-0.6% of the ratings.
-    popularity = _zipf_weights(rng, n_items, skew, offset=min(40.0, n_items / 10.0))
+    popularity = _zipf_weights(rng, n_items, skew, offset=min(40.0, n_items / 50.0))
     counts = _allocate(total, activity, min_user, n_items)
     user_idx, item_idx = _observe(rng, counts, popularity)
 

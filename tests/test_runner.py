@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 
 from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
@@ -47,24 +45,6 @@ def _until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
-
-
-@pytest.fixture(autouse=True)
-def _baselines_module(monkeypatch):
-    """The trainer imports mfcore.baselines, which another engineer is writing; until it
-    lands, stand in a minimal version (these tests are about the runner, not baselines)."""
-    if importlib.util.find_spec("mfcore.baselines") is not None:
-        return
-    stub = types.ModuleType("mfcore.baselines")
-
-    def evaluate_baselines(data: RatingData, split) -> dict[str, float]:
-        train, test = data.rating[split.train], data.rating[split.test]
-        err = test - train.mean()
-        rmse, mae = float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err)))
-        return {"global_mean_rmse": rmse, "global_mean_mae": mae}
-
-    stub.evaluate_baselines = evaluate_baselines
-    monkeypatch.setitem(sys.modules, "mfcore.baselines", stub)
 
 
 @pytest.fixture
@@ -338,3 +318,17 @@ def test_max_workers_default_and_env(monkeypatch, store):
     assert default_max_workers() in (1, 2)
     with pytest.raises(ConfigError, match="max_workers"):
         JobRunner(store, max_workers=0)
+
+
+def test_default_loader_reads_named_datasets(make_runner):
+    runner = make_runner(load_data=None)  # the memo around mfcore.data.sources.load_dataset
+    ok = runner.submit(_request(epochs=1, dataset="synthetic", batch_size=4096))
+    bad = runner.submit(_request(epochs=1, dataset="no-such-dataset"))
+    assert runner.wait(ok, timeout=60).status == "finished"
+    snap = runner.wait(bad, timeout=30)
+    assert snap.status == "failed" and snap.message.startswith("could not load dataset 'no-such-dataset': unknown dataset")
+
+
+def test_the_runner_never_imports_streamlit():
+    code = "import sys, mfcore.runs, mfcore.runs.runner; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

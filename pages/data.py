@@ -115,7 +115,7 @@ def _synthetic_chooser() -> None:
 
 
 def _download_failed(name: str, exc: MFError) -> None:
-    url = datasets.official_url(name)
+    url = DATASETS[name].url  # the GroupLens address, even when downloads go to a mirror
     offline = isinstance(exc, DownloadError)
     st.error(
         f"Could not download {name}: {exc}\n\n"
@@ -177,9 +177,12 @@ def _zip_chooser() -> None:
         if _source_of(state.get(state.DATASET_SPEC)) == "zip":
             st.caption(f"In use: {datasets.describe_spec(state.get(state.DATASET_SPEC))}")
         return
+    done = _upload_memo()
     try:
-        with st.spinner(f"Checking and loading {upload.name}..."):
-            spec = datasets.load_uploaded_zip(upload.name, upload.getvalue())
+        if upload.file_id not in done:  # hashing a 260 MB upload on every rerun is slow
+            with st.spinner(f"Checking and loading {upload.name}..."):
+                done[upload.file_id] = datasets.load_uploaded_zip(upload.name, upload.getvalue())
+        spec = done[upload.file_id]
     except (MFError, OSError) as exc:
         st.error(
             f"{upload.name} was refused: {exc}\n\nUpload an unchanged official MovieLens zip "
@@ -189,6 +192,11 @@ def _zip_chooser() -> None:
         return
     _commit_dataset(spec)
     st.success(f"Loaded {upload.name}.")
+
+
+def _upload_memo() -> dict[str, Any]:
+    """Results of handling each upload (by the uploader's file id), for this session."""
+    return st.session_state.setdefault("data_uploads", {})
 
 
 def _file_chooser() -> None:
@@ -201,8 +209,11 @@ def _file_chooser() -> None:
         if _source_of(state.get(state.DATASET_SPEC)) == "file":
             st.caption(f"In use: {datasets.describe_spec(state.get(state.DATASET_SPEC))}")
         return
+    done = _upload_memo()
     try:
-        path, preview = datasets.stage_ratings_upload(upload.name, upload.getvalue())
+        if upload.file_id not in done:
+            done[upload.file_id] = datasets.stage_ratings_upload(upload.name, upload.getvalue())
+        path, preview = done[upload.file_id]
     except (MFError, OSError) as exc:
         st.error(
             f"{upload.name} cannot be read as a ratings file: {exc}\n\n"
@@ -246,6 +257,11 @@ def _file_chooser() -> None:
 # ----------------------------------------------------------------------------- 2. what it is
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 item has' / '3 items have'."""
+    return f"{n:,} {noun} has" if n == 1 else f"{n:,} {noun}s have"
+
+
 def _show_data(spec: str) -> dict[str, Any] | None:
     try:
         with st.spinner("Counting..."):
@@ -281,7 +297,7 @@ def _show_data(spec: str) -> dict[str, Any] | None:
     it = stats["item_tail"]
     left.caption(
         f"The top 10% of {item_word}s get {it['top10_share']:.0%} of all ratings; the median {item_word} "
-        f"has {it['median']:g}, and {it['n_at_most_5']:,} {item_word}s have 5 or fewer."
+        f"has {it['median']:g}, and {_count(it['n_at_most_5'], item_word)} 5 or fewer."
     )
     right.plotly_chart(data_charts.long_tail(stats["per_user"], "user", log_y=log_y), key="data_tail_users")
     ut = stats["user_tail"]
@@ -379,7 +395,8 @@ def _choose_split(spec: str, info: dict[str, Any]) -> None:
                 help="Items in the test set with no rating in training.")
     cold = report["cold_user_ratings"] + report["cold_item_ratings"]
     st.caption(
-        f"{parse_split_spec(new).describe().capitalize()}: {report['describe']}. "
+        f"{parse_split_spec(new).describe().capitalize()}: {report['n_train']:,} train and "
+        f"{report['n_test']:,} test ratings ({report['test_fraction']:.1%} held out). "
         + (f"{report['cold_user_ratings']:,} test ratings have a cold user and {report['cold_item_ratings']:,} "
            "a cold item: a model can only guess the mean plus the known bias for them."
            if cold else "Every test user and item also appears in training (no cold start).")

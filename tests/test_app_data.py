@@ -151,6 +151,7 @@ def test_unreachable_download_shows_an_error_with_a_way_forward(offline):
     message = texts(at.error)
     assert "Could not download ml-latest-small" in message
     assert "127.0.0.1:9" in message
+    assert "files.grouplens.org/datasets/movielens/ml-latest-small.zip" in message
     assert "upload it here" in message and "synthetic dataset" in message
     assert at.session_state["dataset_spec"] == "synthetic"  # the working data stays
     assert metrics(at)["Ratings"] == "75,000"

@@ -36,11 +36,12 @@ def rating_histogram(hist: dict[str, Any], mean: float | None = None) -> go.Figu
             hovertemplate="rating %{x}<br>%{y:,} ratings (%{customdata:.1f}%)<extra></extra>",
         )
     )
+    title = "How often each rating is given"
     if mean is not None and np.isfinite(mean):
-        fig.add_vline(x=mean, line_dash="dash", annotation_text=f"mean {mean:.2f}",
-                      annotation_position="top left")
+        fig.add_vline(x=mean, line_dash="dash", line_color="#444")
+        title += f" (dashed: the mean, {mean:.2f})"
     what = "rating" if hist.get("discrete", True) else "rating (40 bins: the ratings are continuous)"
-    fig = _layout(fig, "How often each rating is given", what, "ratings")
+    fig = _layout(fig, title, what, "ratings")
     if hist.get("discrete", True):
         fig.update_xaxes(tickmode="array", tickvals=x)
     return fig
@@ -62,25 +63,41 @@ def long_tail(curve: dict[str, Any], what: str, *, log_y: bool = True) -> go.Fig
     fig = _layout(fig, f"Ratings per {what}, most-rated first", f"{what}s ranked by ratings",
                   "ratings" + (" (log scale)" if log_y else ""))
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", tickvals=log_ticks(count), tickformat=",")
     return fig
 
 
+def log_ticks(values: np.ndarray, max_ticks: int = 8) -> list[int]:
+    """Readable log-axis ticks (1, 2, 5, 10, 20, 50, ...; powers of ten only when there are
+    many) covering ``values``, instead of plotly's crowded minor digits."""
+    values = np.asarray(values)
+    positive = values[values > 0]
+    if len(positive) == 0:
+        return [1]
+    lo, hi = float(positive.min()), float(positive.max())
+    top = int(np.ceil(np.log10(hi))) + 1
+    ticks = [m * 10**e for e in range(top) for m in (1, 2, 5) if lo / 1.5 <= m * 10**e <= hi * 1.5]
+    if len(ticks) > max_ticks:
+        ticks = [10**e for e in range(top) if lo / 10 < 10**e <= hi * 10]
+    return ticks
+
+
 def memory_bars(dense_bytes: int, sparse_bytes: int) -> go.Figure:
-    """Dense float64 matrix versus the sparse arrays, on a log axis (they differ by 1000x+)."""
+    """Dense float64 matrix versus the sparse arrays actually kept, on a linear axis."""
     labels = ["dense float64 matrix", "sparse (ratings only)"]
     values = [max(1, int(dense_bytes)), max(1, int(sparse_bytes))]
     fig = go.Figure(
         go.Bar(
             y=labels, x=values, orientation="h", text=[human_bytes(v) for v in values],
-            textposition="auto", marker_color=["#d62728", "#2ca02c"],
+            textposition="outside", cliponaxis=False, marker_color=["#d62728", "#2ca02c"],
             hovertemplate="%{y}: %{text}<extra></extra>",
         )
     )
     fig.update_layout(
-        title=dict(text="Memory: every cell versus only the ratings"), margin=_MARGIN, height=220,
-        showlegend=False, xaxis_title="bytes (log scale)",
+        title=dict(text="Memory: every cell versus only the ratings"), margin=dict(_MARGIN, r=70),
+        height=220, showlegend=False, xaxis_title="memory",
     )
-    fig.update_xaxes(type="log")
+    # A linear axis on purpose: the sliver of the sparse bar is the point.
+    fig.update_xaxes(tickformat="~s", ticksuffix="B", range=[0, values[0] * 1.02] if values[0] >= values[1] else None)
     fig.update_yaxes(autorange="reversed")
     return fig

@@ -315,14 +315,16 @@ def memory_sentence(stats: dict[str, Any]) -> str:
     """E.g. '260,000 users x 45,000 movies as a dense float64 matrix would take ~94 GB; ...'."""
     s, mem = stats["summary"], stats["memory"]
     what = "movies" if stats.get("is_movielens") else "items"
-    ratio = mem["dense"] / max(1, mem["sparse"])
-    ratio_text = f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+    less = mem["dense"] >= mem["sparse"]  # a tiny, nearly full matrix is cheaper dense
+    ratio = max(mem["dense"], 1) / max(mem["sparse"], 1)
+    ratio = ratio if less else 1 / ratio
+    ratio_text = f"{ratio:,.0f} times" if ratio >= 10 else f"{ratio:.1f} times"
     return (
         f"{s['users']:,} users x {s['items']:,} {what} as a dense float64 matrix would take "
         f"~{human_bytes(mem['dense'])}, although only {s['density']:.2%} of its cells hold a rating. "
         f"The sparse form used here keeps just the {s['ratings']:,} ratings as parallel arrays "
         f"(user index, item index, rating{', timestamp' if s['has_timestamps'] else ''}): "
-        f"{human_bytes(mem['sparse'])}, {ratio_text} {'less' if ratio >= 1 else 'more'}."
+        f"{human_bytes(mem['sparse'])}, {ratio_text} {'less' if less else 'more'} memory."
     )
 
 

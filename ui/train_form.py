@@ -358,7 +358,7 @@ def draw_form() -> None:
         with c2:
             st.number_input("Range high", min_value=-1e6, max_value=1e6, step=0.5, format="%g",
                             key=_k("range_high"), disabled=not custom)
-        field_error("range_high")
+            field_error("range_high")
         st.selectbox("Initialisation", _choices(cfg.INITS, ss.get(_k("init"))), key=_k("init"),
                      help=help_for("init"))
         field_error("init")
@@ -367,14 +367,15 @@ def draw_form() -> None:
         with c1:
             st.number_input("std", min_value=0.0, max_value=10.0, step=0.01, format="%g",
                             key=_k("init_std"), disabled=not normal, help=help_for("init_std"))
+            field_error("init_std")
         with c2:
             st.number_input("low", min_value=-10.0, max_value=10.0, step=0.01, format="%g",
                             key=_k("init_low"), disabled=normal, help=help_for("init_low"))
+            field_error("init_low")
         with c3:
             st.number_input("high", min_value=-10.0, max_value=10.0, step=0.01, format="%g",
                             key=_k("init_high"), disabled=normal, help=help_for("init_high"))
-        for name in ("init_std", "init_low", "init_high"):
-            field_error(name)
+            field_error("init_high")
 
         st.subheader("Runtime", divider="gray")
         c1, c2 = st.columns(2)

@@ -1,0 +1,253 @@
+"""Runs: every training run on this server, this session's first, then the class's.
+
+Overlay several runs' curves, compare their configurations with the differences
+highlighted, download a run's checkpoint or metrics, delete a run. Everything is read
+from the run store (``ui.jobs.get_store()``), so runs of closed tabs and of a server
+that was restarted (shown as *interrupted*, with their completed epochs) are here too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from mfcore.errors import MFError
+from ui import jobs, state
+from ui.run_charts import overlay
+
+COMPARE_WIDGET = "runs_compare"  # the multiselect; mirrored into state.COMPARE_RUNS
+DETAIL_WIDGET = "runs_detail"
+CONFIRM_DELETE = "runs_confirm_delete"  # run id awaiting confirmation
+NOTE = "runs_note"
+
+METRICS = {
+    "test RMSE": "test_rmse",
+    "train RMSE (√ loss)": "train_loss",
+    "test MAE": "test_mae",
+    "ratings / second": "examples_per_second",
+}
+
+
+def _created(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "–"
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _label(run) -> str:
+    return f"{run.label or run.id} ({run.id[:6]})" if run.label else run.id
+
+
+def runs_table(runs: list, me: str) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        rows.append({
+            "status": jobs.status_text(r.status),
+            "whose": "you" if r.owner == me else "class",
+            "label": r.label,
+            "dataset": r.dataset,
+            "split": r.split,
+            "test RMSE": _num((r.metrics or {}).get("test_rmse")),
+            "biases only": _num((r.baselines or {}).get("baseline_rmse")),
+            "global mean": _num((r.baselines or {}).get("global_mean_rmse")),
+            "epochs": f"{r.epochs_done}/{r.epochs_planned}",
+            "device": r.device,
+            "created": _created(r.created_at),
+            "run id": r.id,
+        })
+    return pd.DataFrame(rows)
+
+
+def config_frame(records: list) -> pd.DataFrame:
+    """One column per run, one row per setting (data, split, every model/train/runtime field)."""
+    columns = {}
+    for r in records:
+        values: dict[str, Any] = {"dataset": r.dataset, "split": r.split, "split seed": r.seed}
+        values.update({f"model.{k}": v for k, v in (r.model_config or {}).items()})
+        values.update({f"train.{k}": v for k, v in (r.train_config or {}).items()})
+        values.update({f"runtime.{k}": v for k, v in (r.runtime or {}).items()})
+        columns[_label(r)] = {k: json.dumps(v) if isinstance(v, (list, dict)) else ("–" if v is None else str(v))
+                              for k, v in values.items()}
+    return pd.DataFrame(columns).fillna("–")
+
+
+def differing_rows(frame: pd.DataFrame) -> pd.Series:
+    """True for the settings on which the runs differ."""
+    if frame.shape[1] < 2:
+        return pd.Series(False, index=frame.index)
+    return frame.nunique(axis=1, dropna=False) > 1
+
+
+def _highlight(frame: pd.DataFrame):
+    diff = differing_rows(frame)
+
+    def style(row: pd.Series) -> list[str]:
+        return ["background-color: rgba(255, 193, 7, 0.35); font-weight: 600" if diff[row.name] else ""] * len(row)
+
+    return frame.style.apply(style, axis=1)
+
+
+# ---------------------------------------------------------------------------- actions
+def _ask_delete(run_id: str) -> None:
+    st.session_state[CONFIRM_DELETE] = run_id
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop(CONFIRM_DELETE, None)
+
+
+def _delete(run_id: str) -> None:
+    st.session_state.pop(CONFIRM_DELETE, None)
+    runner = jobs.get_runner()
+    try:
+        delete = getattr(runner, "delete", None)
+        (delete or runner.store.delete)(run_id)
+    except MFError as exc:
+        st.session_state[NOTE] = ("error", str(exc))
+        return
+    for key in (state.ACTIVE_RUN, state.SELECTED_RUN):
+        if st.session_state.get(key) == run_id:
+            state.put(key, None)
+    state.put(state.COMPARE_RUNS, [r for r in state.get(state.COMPARE_RUNS) if r != run_id])
+    if COMPARE_WIDGET in st.session_state:
+        st.session_state[COMPARE_WIDGET] = [r for r in st.session_state[COMPARE_WIDGET] if r != run_id]
+    st.session_state[NOTE] = ("success", f"Deleted run `{run_id}`.")
+
+
+def _stop(run_id: str) -> None:
+    try:
+        jobs.get_runner().stop(run_id)
+    except MFError as exc:
+        st.session_state[NOTE] = ("error", str(exc))
+
+
+def _follow(run_id: str) -> None:
+    state.put(state.ACTIVE_RUN, run_id)
+
+
+# ---------------------------------------------------------------------------- sections
+def compare_section(runs: list, labels: dict[str, str]) -> None:
+    st.subheader("Compare")
+    ids = [r.id for r in runs]
+    if COMPARE_WIDGET not in st.session_state:
+        st.session_state[COMPARE_WIDGET] = [r for r in state.get(state.COMPARE_RUNS) if r in ids]
+    else:  # drop runs deleted elsewhere
+        st.session_state[COMPARE_WIDGET] = [r for r in st.session_state[COMPARE_WIDGET] if r in ids]
+    chosen = st.multiselect("Runs to overlay", ids, format_func=labels.get, key=COMPARE_WIDGET,
+                            placeholder="choose two or more runs")
+    state.put(state.COMPARE_RUNS, list(chosen))
+    if not chosen:
+        st.caption("Choose runs above to overlay their learning curves and compare their settings.")
+        return
+    store = jobs.get_store()
+    records, curves = [], []
+    for run_id in chosen:
+        try:
+            record, history = store.get_with_epochs(run_id)
+        except MFError:
+            continue
+        records.append(record)
+        curves.append({"label": _label(record), "history": history, "baselines": record.baselines})
+    metric_name = st.radio("Metric", list(METRICS), horizontal=True, key="runs_metric")
+    st.plotly_chart(overlay(curves, metric=METRICS[metric_name]), width="stretch", key="runs_overlay")
+    frame = config_frame(records)
+    diff = differing_rows(frame)
+    only = st.toggle("Only the settings that differ", value=len(records) > 1 and bool(diff.any()), key="runs_only_diff")
+    shown = frame[diff] if only and diff.any() else frame
+    st.caption(f"{int(diff.sum())} setting(s) differ (highlighted)." if len(records) > 1 else
+               "Choose a second run to see the differences.")
+    st.dataframe(_highlight(shown), width="stretch", key="runs_configs")
+
+
+def detail_section(runs: list, labels: dict[str, str]) -> None:
+    st.subheader("Run details, downloads, delete")
+    ids = [r.id for r in runs]
+    selected = state.get(state.SELECTED_RUN)
+    index = ids.index(selected) if selected in ids else 0
+    run_id = st.selectbox("Run", ids, index=index, format_func=labels.get, key=DETAIL_WIDGET)
+    state.put(state.SELECTED_RUN, run_id)
+    run = next(r for r in runs if r.id == run_id)
+    st.markdown(
+        f"{jobs.status_text(run.status)} · **{run.dataset}** · split `{run.split}` · "
+        f"{run.epochs_done}/{run.epochs_planned} epochs · device {run.device or '–'} · created {_created(run.created_at)}"
+    )
+    if run.status == "interrupted":
+        st.warning(f"Interrupted: {run.message}. Its {run.epochs_done} completed epoch(s) are kept"
+                   + (" and the last checkpoint can be downloaded." if run.checkpoint_path else "."),
+                   icon=":material/warning:")
+    elif run.status == "failed":
+        st.error(f"Failed: {run.message}\n\n**What to change:** {jobs.failure_advice(run.message)}",
+                 icon=":material/error:")
+    elif run.message:
+        st.caption(run.message)
+
+    c1, c2, c3, c4 = st.columns(4)
+    with c1:
+        path = Path(run.checkpoint_path) if run.checkpoint_path else None
+        have = path is not None and path.is_file()
+        st.download_button(
+            "Checkpoint (.pt)", data=partial(path.read_bytes) if have else b"", file_name=f"mfstudio-{run.id}.pt",
+            mime="application/octet-stream", disabled=not have, on_click="ignore", key=f"dl_ckpt_{run.id}",
+            icon=":material/download:", help=None if have else "No checkpoint was written for this run yet.",
+        )
+    with c2:
+        st.download_button(
+            "Metrics (.csv)", data=partial(jobs.get_store().export_metrics_csv, run.id),
+            file_name=f"mfstudio-{run.id}-metrics.csv", mime="text/csv", on_click="ignore",
+            key=f"dl_csv_{run.id}", icon=":material/download:",
+        )
+    with c3:
+        if jobs.is_active(run.status):
+            st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:")
+        else:
+            st.button("Follow on Train page", key=f"runs_follow_{run.id}", on_click=_follow, args=(run.id,))
+    with c4:
+        st.button("Delete…", key=f"runs_delete_{run.id}", on_click=_ask_delete, args=(run.id,),
+                  disabled=jobs.is_active(run.status), icon=":material/delete:",
+                  help="Stop the run first." if jobs.is_active(run.status) else "Deletes the run, its metrics and checkpoint.")
+    if st.session_state.get(CONFIRM_DELETE) == run.id:
+        mine = run.owner == state.get(state.SESSION_ID)
+        st.warning(f"Delete run **{labels.get(run.id)}**" + ("" if mine else ", which another session launched,")
+                   + " with its metrics and checkpoint? This cannot be undone.")
+        d1, d2, _ = st.columns([1, 1, 4])
+        d1.button("Yes, delete", type="primary", key="runs_delete_yes", on_click=_delete, args=(run.id,))
+        d2.button("Cancel", key="runs_delete_no", on_click=_cancel_delete)
+
+
+st.title("Runs")
+note = st.session_state.pop(NOTE, None)
+if note:
+    (st.error if note[0] == "error" else st.success)(note[1])
+
+me = state.get(state.SESSION_ID)
+all_runs = jobs.get_store().list_runs()
+runs = [r for r in all_runs if r.owner == me] + [r for r in all_runs if r.owner != me]
+if not runs:
+    st.info("No runs yet. Launch one on the Train page.", icon=":material/info:")
+    if (Path(__file__).resolve().parent / "train.py").is_file():
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+st.caption(f"{sum(r.owner == me for r in runs)} of yours, {sum(r.owner != me for r in runs)} from the class; "
+           "newest first within each. Runs keep going when their tab closes.")
+st.dataframe(
+    runs_table(runs, me), width="stretch", hide_index=True, key="runs_table",
+    column_config={
+        "test RMSE": st.column_config.NumberColumn(format="%.4f"),
+        "biases only": st.column_config.NumberColumn(format="%.4f", help="RMSE of the bias-only baseline"),
+        "global mean": st.column_config.NumberColumn(format="%.4f", help="RMSE of predicting the train mean"),
+    },
+)
+labels = {r.id: f"{jobs.STATUS_ICONS.get(r.status, '')} {_label(r)} · {r.dataset}" for r in runs}
+compare_section(runs, labels)
+st.divider()
+detail_section(runs, labels)

@@ -1,0 +1,221 @@
+"""Train: choose hyperparameters (or a preset), launch a run, watch it learn.
+
+The page never trains. Launch validates the form with the engine's configs and submits a
+request to the process-wide job runner (``ui.jobs``); the live view is a fragment that
+redraws the followed run about once a second while it is queued or running, and is
+drawn without a timer once the run has ended (see :func:`live_view`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from mfcore.errors import MFError
+from mfcore.presets import PRESETS
+from ui import jobs, state, train_form
+from ui.run_charts import learning_curve, throughput
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_PAGE = ROOT / "pages" / "data.py"
+LAUNCH_NOTE = "train__launch_note"  # (kind, text) shown under the launch button after a click
+
+
+def _describe_data(spec: str) -> str:
+    try:
+        from ui.datasets import describe_spec
+
+        return describe_spec(spec)
+    except (ImportError, MFError):
+        return spec
+
+
+# ---------------------------------------------------------------------------- actions (callbacks)
+def _launch() -> None:
+    """Validate the form and queue the run (an on_click callback: runs before the page redraws)."""
+    values = train_form.raw_values()
+    result = train_form.validate(values)
+    st.session_state[train_form.ERRORS] = dict(result.errors)
+    if not result.ok:
+        fields = ", ".join(result.errors)
+        st.session_state[LAUNCH_NOTE] = ("error", f"Nothing was queued: fix {fields} (see the message next to the field).")
+        return
+    from mfcore.runs.runner import RunRequest
+
+    request = RunRequest(
+        dataset=state.get(state.DATASET_SPEC),
+        split=state.get(state.SPLIT_SPEC),
+        seed=int(state.get(state.SEED)),
+        model_config=result.model,
+        train_config=result.train,
+        runtime=result.runtime,
+        owner=state.get(state.SESSION_ID),
+        label=str(values.get("label") or "").strip(),
+    )
+    try:
+        run_id = jobs.get_runner().submit(request)
+    except MFError as exc:  # RunnerError (queue full), ConfigError from the request
+        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        return
+    state.put(state.ACTIVE_RUN, run_id)
+    state.put(state.SELECTED_RUN, run_id)
+    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{run_id}`.")
+
+
+def _stop(run_id: str) -> None:
+    try:
+        jobs.get_runner().stop(run_id)
+    except MFError as exc:
+        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+
+
+# ---------------------------------------------------------------------------- the page
+def data_line() -> None:
+    """The data and split chosen on the Data page, with a link to change them."""
+    spec, split, seed = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC), state.get(state.SEED)
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    with c1:
+        st.markdown(f"**Data:** {_describe_data(spec)} · **split** `{split}` · **split seed** {seed}")
+    with c2:
+        if DATA_PAGE.is_file():
+            st.page_link(str(DATA_PAGE.relative_to(ROOT)), label="Change data", icon=":material/table_chart:")
+
+
+def preset_bar() -> None:
+    st.markdown("**Presets** fill the form with a tutorial's published configuration:")
+    cols = st.columns(len(PRESETS))
+    for col, (name, preset) in zip(cols, PRESETS.items()):
+        with col:
+            st.button(preset.title.split(" (")[0], key=f"preset_{name}", on_click=train_form.apply_preset,
+                      args=(name,), help=preset.description, width="stretch")
+    chosen = st.session_state.get(train_form.SOURCE_PRESET)
+    if chosen in PRESETS:
+        p = PRESETS[chosen]
+        spec = state.get(state.DATASET_SPEC)
+        note = (f" Its source used **{p.dataset}** with split `{p.split}`"
+                + ("" if (p.dataset == spec and p.split == state.get(state.SPLIT_SPEC))
+                   else "; choose them on the Data page to compare with its number.")
+                if p.dataset else "")
+        st.info(f"**{p.title}** — {p.description}  \nReference: {p.reference}.{note}", icon=":material/tune:")
+
+
+def launch_bar() -> None:
+    c1, c2 = st.columns([1, 4], vertical_alignment="center")
+    with c1:
+        st.button("Launch", type="primary", key="train_launch", on_click=_launch, icon=":material/play_arrow:",
+                  width="stretch")
+    with c2:
+        note = st.session_state.pop(LAUNCH_NOTE, None)
+        if note:
+            kind, text = note
+            (st.error if kind == "error" else st.success)(text)
+
+
+def run_picker() -> None:
+    """Which of this session's runs the live view follows (when there are several)."""
+    try:
+        mine = jobs.get_store().list_runs(owner=state.get(state.SESSION_ID), limit=20)
+    except MFError:
+        return
+    if len(mine) < 2:
+        return
+    ids = [r.id for r in mine]
+    labels = {r.id: f"{r.label or r.id} · {jobs.status_text(r.status)}" for r in mine}
+    current = state.get(state.ACTIVE_RUN)
+    index = ids.index(current) if current in ids else 0
+    choice = st.selectbox("Follow run", ids, index=index, format_func=labels.get, key="train_follow")
+    if choice != current:
+        state.put(state.ACTIVE_RUN, choice)
+
+
+def draw_run(snap, live: bool) -> None:
+    """Numbers and charts of one run (used inside the live fragment)."""
+    title = snap.label or snap.run_id
+    st.subheader(f"{jobs.status_text(snap.status)} · {title}")
+    if snap.status == "queued":
+        pos = snap.queue_position
+        st.info(f"Queued: position **{pos if pos is not None else '?'}** in the queue. "
+                "It starts when a worker is free; you can leave this page meanwhile.", icon=":material/hourglass:")
+    progress = snap.progress or {}
+    epoch_now = snap.epochs_done
+    m = st.columns(6)
+    m[0].metric("Epoch", f"{epoch_now}/{snap.epochs_planned}")
+    eps = progress.get("examples_per_second") if progress else None
+    if eps is None and snap.history is not None and len(snap.history):
+        eps = float(snap.history["examples_per_second"].iloc[-1])
+    m[1].metric("Ratings / s", jobs.rate(eps))
+    m[2].metric("Elapsed", jobs.duration(snap.elapsed_s))
+    m[3].metric("ETA", jobs.duration(snap.eta_s) if snap.status == "running" else "–")
+    rmse = jobs.latest_test_rmse(snap)
+    base = (snap.baselines or {}).get("baseline_rmse")
+    delta = None
+    if rmse is not None and isinstance(base, (int, float)):
+        delta = f"{rmse - base:+.4f} vs biases only"
+    m[4].metric("Test RMSE", jobs.fmt(rmse), delta=delta, delta_color="inverse")
+    m[5].metric("Device", snap.device or "–")
+    if snap.status == "running" and progress.get("total"):
+        done, total = int(progress.get("done") or 0), int(progress["total"])
+        st.progress(min(1.0, done / total), text=f"epoch {progress.get('epoch')}: {done:,}/{total:,} ratings")
+
+    if snap.status == "failed":
+        st.error(f"**The run failed:** {snap.message}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
+                 icon=":material/error:")
+    elif snap.status == "interrupted":
+        st.warning(f"Interrupted: {snap.message}. The completed epochs are kept below.", icon=":material/warning:")
+    elif snap.status == "stopped":
+        st.info(f"Stopped after {snap.epochs_done} completed epoch(s). {snap.message or ''}", icon=":material/stop:")
+    elif snap.status == "finished":
+        gm = (snap.baselines or {}).get("global_mean_rmse")
+        st.success(
+            f"Finished: test RMSE **{jobs.fmt(rmse)}** · biases only {jobs.fmt(base)} · global mean {jobs.fmt(gm)}. "
+            "Compare runs on the Runs page.", icon=":material/check_circle:")
+
+    points = jobs.remember_progress(snap.run_id, snap.progress) if live else \
+        st.session_state.get(jobs.PROGRESS_POINTS, {}).get(snap.run_id, [])
+    fig = learning_curve(snap.history, snap.baselines, progress=points, epochs_planned=snap.epochs_planned,
+                         title=f"Learning curve · {snap.dataset} · {snap.split}")
+    st.plotly_chart(fig, width="stretch", key=f"curve_{snap.run_id}")
+    with st.expander("Throughput per epoch"):
+        st.plotly_chart(throughput(snap.history), width="stretch", key=f"speed_{snap.run_id}")
+
+
+def live_view(was_live: bool) -> None:
+    """The followed run. Wrapped by ``st.fragment`` below, with a timer only while it is live.
+
+    A fragment's ``run_every`` is fixed when it is called in a full run, and the browser
+    keeps firing it until the next full run (which clears every timer and re-registers
+    the fragments that ask for one). So: while the run is queued/running the page calls
+    this fragment with ``run_every``; when a timed redraw finds the run over, it asks
+    for one full rerun (``st.rerun(scope="app")``), in which the fragment is called
+    without a timer, and the redraws stop.
+    """
+    run_id = state.get(state.ACTIVE_RUN)
+    snap = jobs.snapshot(run_id)
+    if snap is None:
+        if run_id:
+            state.put(state.ACTIVE_RUN, None)
+        st.caption("No run yet: choose hyperparameters above and press Launch. Runs keep going when you "
+                   "switch pages or close the tab; find them all on the Runs page.")
+        return
+    live = jobs.is_active(snap.status)
+    if live:
+        st.button("Stop", key=f"stop_{snap.run_id}", on_click=_stop, args=(snap.run_id,), icon=":material/stop:",
+                  help="Ends the run after the current batch; the completed epochs are kept.")
+    draw_run(snap, live)
+    if was_live and not live:
+        st.rerun(scope="app")  # one full run that draws the fragment without a timer
+
+
+st.title("Train")
+train_form.init_form(seed=state.get(state.SEED))
+data_line()
+preset_bar()
+train_form.draw_form()
+launch_bar()
+st.divider()
+run_picker()
+
+_followed = jobs.snapshot(state.get(state.ACTIVE_RUN))
+_live = _followed is not None and jobs.is_active(_followed.status)
+st.fragment(live_view, run_every=jobs.LIVE_INTERVAL_S if _live else None)(_live)

@@ -1,0 +1,199 @@
+"""The app's client of the job runner: one runner per server process, and page helpers.
+
+Training never happens in a page script. Pages submit a
+:class:`~mfcore.runs.runner.RunRequest` to the process-wide
+:class:`~mfcore.runs.runner.JobRunner` (created once with ``st.cache_resource``) and
+read :class:`~mfcore.runs.runner.RunSnapshot`\\ s back; a run keeps going when its
+browser tab switches pages or closes, because it lives in the runner's worker threads.
+
+The runner's workers must not call ``st.*``, so the runner gets a plain loader
+(:func:`load_for_runner`): a small thread-safe cache around the same loading code as
+``ui.datasets`` (synthetic specs with knobs, MovieLens names in ``$MFSTUDIO_DATA_DIR``
+or the download cache, paths), never downloading.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import streamlit as st
+
+from mfcore.data.dataset import RatingData
+from mfcore.errors import MFError, RunnerError
+from mfcore.runs.store import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStore, default_runs_dir
+
+# The live view redraws this often while a run is queued or running (seconds).
+LIVE_INTERVAL_S = 1.0
+# Datasets the runner keeps loaded (ml-25m takes ~1 GB; the app's own cache holds its copies).
+RUNNER_DATA_CACHE = 3
+
+
+# ---------------------------------------------------------------------------- data for workers
+def load_for_runner(spec: str) -> RatingData:
+    """Load a dataset spec for a training job (plain Python: safe in worker threads).
+
+    Same specs as ``ui.datasets.load_data`` (synthetic specs with knobs, MovieLens names
+    in ``$MFSTUDIO_DATA_DIR`` or the download cache, paths); never downloads. Not cached
+    here: the runner wraps it in its :class:`~mfcore.runs.runner.DatasetCache`.
+    """
+    from ui import datasets as uds  # the spec grammar lives there (its st.cache_* are only decorators)
+
+    return uds._load_uncached(uds._normalize(str(spec)), uds.data_dir(), uds.cache_dir())
+
+
+# ---------------------------------------------------------------------------- the runner
+@st.cache_resource(show_spinner=False)
+def _runner_for(runs_dir: str):
+    from mfcore.runs.runner import DatasetCache, JobRunner
+
+    store = RunStore(runs_dir)
+    return JobRunner(store, load_data=DatasetCache(load_for_runner, max_items=RUNNER_DATA_CACHE))
+
+
+def runs_dir() -> Path:
+    """``$MFSTUDIO_RUNS_DIR`` or ``./runs``, absolute."""
+    return default_runs_dir().resolve()
+
+
+def get_runner():
+    """The server process's :class:`JobRunner` (created on first use, then shared by all sessions).
+
+    Keyed by the runs folder, so changing ``MFSTUDIO_RUNS_DIR`` (tests do) gets its own
+    runner and store.
+    """
+    return _runner_for(str(runs_dir()))
+
+
+def get_store() -> RunStore:
+    """The runner's run store."""
+    return get_runner().store
+
+
+# ---------------------------------------------------------------------------- reading runs
+def snapshot(run_id: str | None):
+    """The run's snapshot, or None for no id / a deleted or unknown run."""
+    if not run_id:
+        return None
+    try:
+        return get_runner().snapshot(run_id)
+    except RunnerError:
+        return None
+
+
+def is_final(status: str | None) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+def is_active(status: str | None) -> bool:
+    return status in ACTIVE_STATUSES
+
+
+STATUS_ICONS = {
+    "queued": "⏳",
+    "running": "🏃",
+    "finished": "✅",
+    "stopped": "⏹️",
+    "failed": "❌",
+    "interrupted": "⚠️",
+}
+
+
+def status_text(status: str) -> str:
+    return f"{STATUS_ICONS.get(status, '•')} {status}"
+
+
+def duration(seconds: float | None) -> str:
+    """``75.2`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"``, None/NaN -> ``"–"``."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rate(value: float | None) -> str:
+    """Ratings per second, short: 1234567 -> '1.23 M/s'."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return "–"
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}/s"
+    return f"{value:.0f} /s"
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:.{digits}f}"
+    return "–"
+
+
+def latest_test_rmse(snap) -> float | None:
+    """Final metric if there is one, else the last epoch's test RMSE."""
+    value = (getattr(snap, "metrics", None) or {}).get("test_rmse")
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    h = getattr(snap, "history", None)
+    if h is not None and len(h) and "test_rmse" in h:
+        last = h["test_rmse"].iloc[-1]
+        if isinstance(last, (int, float)) and math.isfinite(last):
+            return float(last)
+    return None
+
+
+def failure_advice(message: str) -> str:
+    """What to change, for a failed run's message (the engine's messages already name a fix)."""
+    text = (message or "").lower()
+    if "diverged" in text or "nan" in text or "infinite" in text:
+        return ("Lower the learning rate (by 10x), add L2 regularisation, or use an adaptive optimizer "
+                "(adam/adagrad); with momentum, lower it too.")
+    if "memory" in text:
+        return "Use fewer factors, a smaller batch size or a smaller dataset."
+    if "cuda" in text or "device" in text or "mps" in text:
+        return "Choose device 'auto' or 'cpu'."
+    if "not found" in text or "no such" in text or "dataset" in text:
+        return "Open the Data page and choose a dataset that is available on this machine."
+    return "Check the hyperparameters named in the message and launch again."
+
+
+# ---------------------------------------------------------------------------- within-epoch points
+PROGRESS_POINTS = "jobs__progress_points"  # session key: run_id -> list of progress dicts
+_MAX_POINTS = 2_000
+
+
+def remember_progress(run_id: str, progress: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Collect a run's within-epoch progress across live redraws (per browser session).
+
+    The runner keeps only the latest progress; the live chart wants the points of long
+    epochs, so each redraw appends the new one. Returns all points of the run.
+    """
+    store = st.session_state.setdefault(PROGRESS_POINTS, {})
+    points = store.setdefault(run_id, [])
+    if progress and progress.get("total"):
+        key = (progress.get("epoch"), progress.get("done"))
+        if not points or (points[-1].get("epoch"), points[-1].get("done")) != key:
+            points.append({k: progress.get(k) for k in ("epoch", "done", "total", "train_loss")})
+            del points[:-_MAX_POINTS]
+    # Keep only a few runs' points per session.
+    for old in list(store)[:-5]:
+        if old != run_id:
+            store.pop(old, None)
+    return points
+
+
+def newest_first(snaps: Iterable[Any]) -> list[Any]:
+    return sorted(snaps, key=lambda s: getattr(s, "created_at", 0.0) or 0.0, reverse=True)
+
+
+def now() -> float:
+    return time.time()
+
+
+__all__ = [
+    "LIVE_INTERVAL_S", "MFError", "duration", "failure_advice", "fmt", "get_runner", "get_store", "is_active",
+    "is_final", "latest_test_rmse", "load_for_runner", "rate", "remember_progress", "runs_dir", "snapshot",
+    "status_text",
+]

@@ -297,13 +297,16 @@ def ranking_metrics(
 
 
 def _topk_numpy(scores: Any, rows: np.ndarray, cols: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-    s = np.array(scores, dtype=np.float64, copy=True)
+    s = np.array(scores, copy=True)  # keeps float32 scores float32: a batch can be large
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
     s[rows, cols] = -np.inf
     s[np.isnan(s)] = -np.inf
-    part = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < s.shape[1] else np.argsort(-s, axis=1)
+    n = s.shape[1]
+    part = np.argpartition(s, n - kk, axis=1)[:, n - kk :] if kk < n else np.tile(np.arange(n), (len(s), 1))
     vals = np.take_along_axis(s, part, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1).astype(np.float64)
 
 
 def _topk_torch(scores: Any, rows: np.ndarray, cols: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,7 +336,9 @@ def ranking_metrics_from_lists(
     k = _check_k(k)
     threshold = _check_threshold(threshold)
     users = _index(user_idx, "user_idx")
-    top = np.asarray(top_items.detach().cpu().numpy() if hasattr(top_items, "detach") else top_items, dtype=np.int64)
+    if hasattr(top_items, "detach"):
+        top_items = top_items.detach().cpu().numpy()
+    top = np.asarray(top_items, dtype=np.int64)
     if top.ndim != 2 or top.shape[0] != len(users):
         raise ConfigError("top_items", f"must have shape ({len(users)}, N), got {top.shape}")
     top = top[:, :k]
@@ -371,7 +376,8 @@ def _check_bins(bins: Any) -> np.ndarray:
     ok = edges.ndim == 1 and len(edges) >= 1 and edges[0] == 0 and np.all(np.diff(edges) > 0)
     if not ok or not np.all(edges == np.round(edges)):
         raise ConfigError(
-            "bins", f"must be increasing integer lower edges starting at 0, got {bins!r}; e.g. (0, 1, 6, 21, 51, 201)"
+            "bins",
+            f"must be increasing integer lower edges starting at 0, got {bins!r}; e.g. (0, 1, 6, 21, 51, 201)",
         )
     return edges.astype(np.int64)
 

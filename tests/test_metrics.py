@@ -132,6 +132,7 @@ def test_ranking_metrics_by_hand() -> None:
 
 
 def test_ranking_metrics_batches_and_torch_agree() -> None:
+    assert ranking_metrics([(np.arange(3), SCORES.astype(np.float32))], **ARGS) == pytest.approx(EXPECTED)
     batches = [(np.array([0]), torch.tensor(SCORES[:1])), (np.array([1, 2]), torch.tensor(SCORES[1:]))]
     assert ranking_metrics(batches, **ARGS) == pytest.approx(EXPECTED)
     by_fn = iter_score_batches(lambda users: SCORES[users], np.array([0, 1, 2]), batch_size=2)

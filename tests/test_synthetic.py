@@ -52,8 +52,8 @@ def test_truth_and_items(data: RatingData) -> None:
 
 
 def test_deterministic_with_seed() -> None:
-    a, b, c = make_synthetic(seed=1, n_users=100, n_items=80), make_synthetic(seed=1, n_users=100, n_items=80), \
-        make_synthetic(seed=2, n_users=100, n_items=80)
+    a, b = make_synthetic(seed=1, n_users=100, n_items=80), make_synthetic(seed=1, n_users=100, n_items=80)
+    c = make_synthetic(seed=2, n_users=100, n_items=80)
     for field in ("user_idx", "item_idx", "rating", "timestamp"):
         assert np.array_equal(getattr(a, field), getattr(b, field))
     assert not np.array_equal(a.rating, c.rating)
@@ -90,7 +90,7 @@ def test_make_synthetic_like_ml_shapes() -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"density: gives 10 ratings, but 100 users x 100 items need between 100"):
+    with pytest.raises(ConfigError, match=r"density: gives 10 ratings, but 100 users x 100 items need between 100 "):
         make_synthetic(n_users=100, n_items=100, density=0.001)
     with pytest.raises(ConfigError, match=r"density: must be a finite number > 0 and <= 1, got 0"):
         make_synthetic(density=0)
@@ -136,5 +136,5 @@ def test_factor_recovery_errors() -> None:
         factor_recovery(np.ones((10, 2)), np.ones((20, 2)))
     with pytest.raises(ConfigError, match=r"learned_factors: contains NaN or inf"):
         factor_recovery(np.full((3, 2), np.nan), np.ones((3, 2)))
-    with pytest.raises(ConfigError, match=r"true_factors: must be a non-empty 2-D \(rows x rank\) array, got shape \(3,\)"):
+    with pytest.raises(ConfigError, match=r"true_factors: must be a non-empty 2-D \(rows x rank\) array, got"):
         factor_recovery(np.ones((3, 2)), np.ones(3))

@@ -15,11 +15,12 @@ Which (user, item) pairs are observed is long-tailed like MovieLens: item popula
 follows a Zipf-Mandelbrot law ``(rank + 40) ** -popularity_skew`` (the offset, at
 most 2% of the catalogue, keeps the head as flat as MovieLens') and user
 activity a Zipf law with exponent ``0.4 * popularity_skew`` above the minimum count
-(activity is less skewed than popularity in MovieLens); 0 makes both uniform. Every user and every item has at least one rating,
-and no pair occurs twice. Each user's items are drawn by popularity without
-replacement (successive sampling). Rows come in time order: timestamps increase
-strictly with the row, and which rating comes when is random (the planted model has
-no drift), so temporal splits work and behave much like random ones.
+(activity is less skewed than popularity in MovieLens); 0 makes both uniform.
+Every user and every item has at least one rating, and no pair occurs twice. Each
+user's items are drawn by popularity without replacement (successive sampling).
+Rows come in time order: timestamps increase strictly with the row, and which rating
+comes when is random (the planted model has no drift), so temporal splits work and
+behave much like random ones.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ the dense indices, so a trained model can be compared with the answer
 (:func:`factor_recovery`, :func:`planted_predictions`).
 
 Which (user, item) pairs are observed is long-tailed like MovieLens: item popularity
-follows a Zipf-Mandelbrot law ``(rank + 40) ** -popularity_skew`` (the offset, at
-most 2% of the catalogue, keeps the head as flat as MovieLens') and user
-activity a Zipf law with exponent ``0.4 * popularity_skew`` above the minimum count
+follows a Zipf-Mandelbrot law ``(rank + c) ** -popularity_skew`` with
+``c = min(40, n_items / 50)`` (the offset keeps the head as flat as MovieLens') and
+user activity a Zipf law with exponent ``0.4 * popularity_skew`` above the minimum count
 (activity is less skewed than popularity in MovieLens); 0 makes both uniform.
 Every user and every item has at least one rating, and no pair occurs twice. Each
 user's items are drawn by popularity without replacement (successive sampling).

@@ -162,6 +162,52 @@ def test_unreachable_download_shows_an_error_with_a_way_forward(offline):
     assert at.radio(key="data_source").value == "synthetic"
 
 
+@pytest.fixture
+def zip_server(monkeypatch):
+    """A local HTTP server handing out a tiny ml-100k.zip (its pin relaxed for the test)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mfcore.data import download as dl
+
+    body = _zip_bytes({"ml-100k/u.data": _tiny_u_data()})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path.endswith("/ml-100k.zip"):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setitem(dl.PINS, "ml-100k", dl.ZipPin("ml-100k.zip", None, None))
+    monkeypatch.setenv("MFSTUDIO_DOWNLOAD_BASE", f"http://127.0.0.1:{server.server_address[1]}/movielens")
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_with_progress_then_the_data_loads(offline, zip_server):
+    at = start()
+    at.radio(key="data_source").set_value("movielens").run()
+    assert "not on this machine yet" in texts(at.info)
+    at.button(key="data_ml_download").click().run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert (offline / "ml-100k").is_dir()
+    assert at.session_state["dataset_spec"] == "ml-100k"
+    assert metrics(at)["Ratings"] == "48"
+    assert "Found in the download cache" in texts(at.caption)
+
+
 def test_malformed_uploaded_csv_shows_an_error():
     at = start()
     at.radio(key="data_source").set_value("file").run()

@@ -321,7 +321,8 @@ def memory_sentence(stats: dict[str, Any]) -> str:
     ratio_text = f"{ratio:,.0f} times" if ratio >= 10 else f"{ratio:.1f} times"
     return (
         f"{s['users']:,} users x {s['items']:,} {what} as a dense float64 matrix would take "
-        f"~{human_bytes(mem['dense'])}, although only {s['density']:.2%} of its cells hold a rating. "
+        f"~{human_bytes(mem['dense'])}, {'although only' if s['density'] < 0.5 else 'and'} "
+        f"{s['density']:.2%} of its cells hold a rating. "
         f"The sparse form used here keeps just the {s['ratings']:,} ratings as parallel arrays "
         f"(user index, item index, rating{', timestamp' if s['has_timestamps'] else ''}): "
         f"{human_bytes(mem['sparse'])}, {ratio_text} {'less' if less else 'more'} memory."

@@ -104,14 +104,14 @@ def _synthetic_chooser() -> None:
         return
     ratings = round(new["density"] * new["n_users"] * new["n_items"])
     st.caption(f"About {ratings:,} ratings. Spec: `{spec}`")
-    if submitted or datasets.is_synthetic(state.get(state.DATASET_SPEC)) is False:
-        if submitted:
-            spec_params = new
-        else:  # switching back to synthetic: the last generated knobs
-            spec_params = params
-            spec = datasets.synthetic_spec(params)
-        if _load(spec):
-            state.put(state.SYNTHETIC_PARAMS, dict(spec_params))
+    if submitted:
+        target = new
+    elif not datasets.is_synthetic(state.get(state.DATASET_SPEC)):
+        target = params  # switched back to synthetic: the last generated knobs
+    else:
+        return
+    if _load(datasets.synthetic_spec(target)):
+        state.put(state.SYNTHETIC_PARAMS, dict(target))
 
 
 def _download_failed(name: str, exc: MFError) -> None:

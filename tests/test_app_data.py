@@ -98,6 +98,18 @@ def test_impossible_synthetic_knobs_show_an_error_and_keep_the_data():
     assert at.session_state["dataset_spec"] == "synthetic"
 
 
+def test_too_many_synthetic_ratings_are_refused_before_generating():
+    at = start()
+    at.number_input(key="data_syn_n_users").set_value(300_000)
+    at.number_input(key="data_syn_n_items").set_value(100_000)
+    at.number_input(key="data_syn_density").set_value(0.5)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "at most 25,000,000" in texts(at.error)
+    assert at.session_state["dataset_spec"] == "synthetic"
+
+
 def test_ml100k_from_the_shared_data_shows_100000_ratings_and_official_splits(monkeypatch, shared_data):
     monkeypatch.setenv("MFSTUDIO_DATA_DIR", str(shared_data))
     at = start()

@@ -40,6 +40,7 @@ from mfcore.data.synthetic import make_synthetic
 from mfcore.errors import ConfigError, DataError, MFError
 
 ENV_DATA_DIR = "MFSTUDIO_DATA_DIR"
+MAX_SYNTHETIC_RATINGS = 25_000_000  # the ml-25m shape; more would exhaust a small server's memory
 UPLOADS = "uploads"  # subfolder of the cache holding uploaded files, by content hash
 
 # ----------------------------------------------------------------------------- synthetic specs
@@ -161,8 +162,15 @@ def _normalize(spec: str) -> str:
 def _load_uncached(spec: str, folder: str | None, cache: str) -> RatingData:
     if is_synthetic(spec):
         # ui parses the knobs so the app works whether or not load_dataset does yet
-        data = make_synthetic(**parse_synthetic_spec(spec))
-        return data
+        params = parse_synthetic_spec(spec)
+        n = round(params["density"] * params["n_users"] * params["n_items"])
+        if n > MAX_SYNTHETIC_RATINGS:
+            raise ConfigError(
+                "density",
+                f"gives {n:,} ratings; the app generates at most {MAX_SYNTHETIC_RATINGS:,} "
+                "(the ml-25m shape), so lower the density or the number of users or items",
+            )
+        return make_synthetic(**params)
     return load_dataset(spec, data_dir=folder, cache_dir=cache, download=False)
 
 

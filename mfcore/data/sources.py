@@ -82,10 +82,11 @@ def load_dataset(
     """
     if isinstance(spec, str):
         key = _ALIASES.get(spec.strip().lower(), spec.strip().lower())
-        if key == "synthetic":
-            from mfcore.data.synthetic import make_synthetic  # another module; imported lazily
+        if key.partition(":")[0] == "synthetic":
+            from mfcore.data.synthetic import make_synthetic
+            from mfcore.data.synthetic_spec import parse_synthetic_spec
 
-            return make_synthetic()
+            return make_synthetic(**parse_synthetic_spec(spec))
         if key in DATASET_NAMES:
             return _load_named(key, data_dir, cache_dir, download, progress, base_url)
     path = Path(spec).expanduser()

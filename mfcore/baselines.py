@@ -82,7 +82,9 @@ def _train_arrays(data: RatingData, split: Split) -> tuple[np.ndarray, np.ndarra
     if split.n_train == 0:
         raise DataError(f"split {split.name!r} has no train ratings; a baseline needs some")
     rows = split.train
-    return data.user_idx[rows], data.item_idx[rows], data.rating[rows].astype(np.float64)
+    # intp indices: np.bincount would otherwise convert int32 to a fresh copy on every call
+    users = data.user_idx[rows].astype(np.intp)
+    return users, data.item_idx[rows].astype(np.intp), data.rating[rows].astype(np.float64)
 
 
 def _finish(model_kwargs: dict[str, Any], data: RatingData, split: Split) -> BaselineModel:

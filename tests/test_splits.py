@@ -186,3 +186,14 @@ def test_function_argument_errors(synth: RatingData) -> None:
         kfold_split(synth, 3, 4, 0)
     with pytest.raises(DataError, match=r"dataset 'tiny' has 1 rating\(s\); a split needs at least 2"):
         random_split(_data([0], [0]), 0.5, 0)
+
+
+def test_random_split_matches_scikit_learn(synth: RatingData) -> None:
+    """A student can rebuild the exact split with sklearn's train_test_split."""
+    from sklearn.model_selection import train_test_split
+
+    for fraction, seed in ((0.1, 0), (0.2, 7)):
+        train, test = train_test_split(np.arange(synth.n_ratings), test_size=fraction, random_state=seed)
+        split = random_split(synth, fraction, seed)
+        assert np.array_equal(split.test, np.sort(test))
+        assert np.array_equal(split.train, np.sort(train))

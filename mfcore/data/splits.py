@@ -187,16 +187,21 @@ def _ranked_bins(keys: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def random_split(data: RatingData, test_fraction: float, seed: int) -> Split:
-    """Hold out ``round(test_fraction * n)`` ratings drawn uniformly at random.
+    """Hold out a uniformly random ``test_fraction`` of the ratings.
 
-    The count is kept within ``[1, n - 1]``. Users/items whose ratings all land in test
-    are cold in training; :func:`split_report` counts them.
+    The same rows as ``sklearn.model_selection.train_test_split(range(n),
+    test_size=test_fraction, random_state=seed)``: ``ceil(fraction * n)`` test rows, the
+    first of ``RandomState(seed).permutation(n)``, so a student can rebuild the split with
+    scikit-learn. Both sides keep at least one rating. Users/items whose ratings all
+    land in test are cold in training; :func:`split_report` counts them.
     """
     f = _check_fraction(test_fraction)
-    rng = np.random.default_rng(_check_seed(seed))
+    seed = _check_seed(seed)
     n = _check_data(data)
-    bounds = np.array([0, _n_held_out(f, n), n], dtype=np.int64)
-    return _from_mask(f"random:{f:g}", _ranked_bins(rng.random(n), bounds) == 0)
+    n_test = int(min(max(math.ceil(f * n), 1), n - 1))
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.RandomState(seed).permutation(n)[:n_test]] = True
+    return _from_mask(f"random:{f:g}", mask)
 
 
 def _rank_in_group(counts: np.ndarray) -> np.ndarray:

@@ -78,6 +78,10 @@ class TrainConfig:
     """L2 penalty on the factor rows each rating touches (classic SGD-MF), per rating."""
     l2_bias: float = 0.02
     """The same for the biases."""
+    l2_count_power: float = 1.0
+    """How a row's total L2 grows with its number of training ratings n: as n^power.
+    1 = classic per-rating L2 (each rating adds l2); 0.5 = square root, i.e. per rating
+    l2·(n̄/n)^0.5, which lets heavily rated users and movies keep more of their signal."""
     weight_decay: float = 0.0
     """Optimizer weight decay on all parameters (the D2L/fastai way); 0 = off."""
     momentum: float = 0.0
@@ -99,6 +103,7 @@ class TrainConfig:
         _check_int("batch_size", self.batch_size, 0, 100_000_000)
         _check_float("l2", self.l2, 0.0, 1e4)
         _check_float("l2_bias", self.l2_bias, 0.0, 1e4)
+        _check_float("l2_count_power", self.l2_count_power, 0.0, 1.0)
         _check_float("weight_decay", self.weight_decay, 0.0, 10.0)
         _check_float("momentum", self.momentum, 0.0, 0.999)
         _check_float("lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)

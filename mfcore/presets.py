@@ -32,12 +32,13 @@ PRESETS: dict[str, Preset] = {
             name="default",
             title="MF Studio default (tuned)",
             description=(
-                "Biased MF, 64 factors, classic per-rating SGD with L2 on the touched rows, "
-                "and the weights averaged over the last 40 epochs (stochastic weight averaging)."
+                "Biased MF, 64 factors, classic per-rating SGD; L2 that grows with the square root of a "
+                "user's or movie's rating count, and the weights averaged over the last 40 of 70 epochs."
             ),
-            model=ModelConfig(n_factors=64, use_bias=True, global_bias="mean", init="normal", init_std=0.05),
+            model=ModelConfig(n_factors=64, use_bias=True, global_bias="mean", init="normal", init_std=0.02),
             train=TrainConfig(
-                optimizer="sgd", lr=0.01, epochs=60, batch_size=1, l2=0.07, l2_bias=0.02, average_from=21, seed=0
+                optimizer="sgd", lr=0.01, epochs=70, batch_size=1, l2=0.12, l2_bias=0.02, l2_count_power=0.5,
+                average_from=31, seed=0,
             ),
             dataset="ml-100k",
             split="random:0.1",

@@ -63,9 +63,16 @@ def test_gradient_check_against_finite_differences(global_bias):
     ratings = torch.tensor([4.0, 2.0, 5.0, 3.0, 1.0, 4.5], dtype=torch.float64)
     l2, l2b = 0.1, 0.05
 
-    loss, _ = batch_objective(m, users, items, ratings, l2, l2b)
+    # Count-weighted L2 (TrainConfig.l2_count_power): one weight per rating's user/item.
+    wu = torch.tensor([0.5, 1.5, 1.5, 2.0, 1.0, 0.5], dtype=torch.float64)
+    wi = torch.tensor([1.0, 0.7, 1.2, 0.9, 0.9, 1.1], dtype=torch.float64)
+
+    def objective():
+        return batch_objective(m, users, items, ratings, l2, l2b, user_weight=wu, item_weight=wi)[0]
+
+    loss = objective()
     loss.backward()
-    manual = analytic_gradients(m, users, items, ratings, l2, l2b)
+    manual = analytic_gradients(m, users, items, ratings, l2, l2b, user_weight=wu, item_weight=wi)
     eps = 1e-6
     for name, param in m.named_parameters():
         if not param.requires_grad:
@@ -75,9 +82,9 @@ def test_gradient_check_against_finite_differences(global_bias):
         for j in range(flat.numel()):
             old = flat[j].item()
             flat[j] = old + eps
-            up = batch_objective(m, users, items, ratings, l2, l2b)[0].item()
+            up = objective().item()
             flat[j] = old - eps
-            down = batch_objective(m, users, items, ratings, l2, l2b)[0].item()
+            down = objective().item()
             flat[j] = old
             numeric.view(-1)[j] = (up - down) / (2 * eps)
         assert torch.allclose(param.grad, numeric, atol=1e-7), name
@@ -90,17 +97,20 @@ def test_one_kernel_step_is_minus_lr_times_the_gradient():
     lr, l2, l2b = 0.05, 0.1, 0.02
     users, items = torch.tensor([1], dtype=torch.int32), torch.tensor([0], dtype=torch.int32)
     ratings = torch.tensor([4.5])
+    wu, wi = torch.tensor([1.0, 0.6]), torch.tensor([1.3, 1.0])  # per-row L2 weights
     ref = _model()
-    grads = analytic_gradients(ref, users.long(), items.long(), ratings, l2, l2b)
+    grads = analytic_gradients(ref, users.long(), items.long(), ratings, l2, l2b,
+                               user_weight=wu[users.long()], item_weight=wi[items.long()])
     expected = {k: v.detach() - lr * grads[k] for k, v in ref.named_parameters()}
 
     cpu = _model()
     w = [p.detach().numpy() for p in (cpu.user_factors, cpu.item_factors, cpu.user_bias, cpu.item_bias)]
     g = cpu.global_bias.detach().view(1).numpy()
-    sgd_chunk_cpu(torch.tensor([0]).numpy(), users.numpy(), items.numpy(), ratings.numpy(), *w, g, lr, l2, l2b, True, False)
+    sgd_chunk_cpu(torch.tensor([0]).numpy(), users.numpy(), items.numpy(), ratings.numpy(), wu.numpy(), wi.numpy(),
+                  *w, g, lr, l2, l2b, True, False)
 
     twin = _model()
-    sgd_chunk_torch(torch.tensor([0]), users, items, ratings, twin.user_factors.data, twin.item_factors.data,
+    sgd_chunk_torch(torch.tensor([0]), users, items, ratings, wu, wi, twin.user_factors.data, twin.item_factors.data,
                     twin.user_bias.data, twin.item_bias.data, twin.global_bias.data, lr, l2, l2b, True, False)
     for model in (cpu, twin):
         for name, param in model.named_parameters():

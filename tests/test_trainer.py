@@ -33,6 +33,11 @@ CONFIGS = {
     "als": (ModelConfig(n_factors=4), TrainConfig(optimizer="als", epochs=4, l2=0.05, l2_bias=0.01)),
     "als-plain-learned-global": (ModelConfig(n_factors=4, use_bias=False, global_bias="learned"),
                                  TrainConfig(optimizer="als", epochs=4, l2=0.05)),
+    "sgd-count-weighted-l2": (ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=0.02, batch_size=1, epochs=4,
+                                                                     l2=0.05, l2_count_power=0.5)),
+    "adam-count-weighted-l2": (ModelConfig(n_factors=4), TrainConfig(optimizer="adam", lr=0.02, batch_size=64, epochs=4,
+                                                                      l2=0.05, l2_count_power=0.5)),
+    "als-count-weighted-l2": (ModelConfig(n_factors=4), TrainConfig(optimizer="als", epochs=4, l2=0.5, l2_count_power=0.5)),
     "full-batch": (ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=20.0, batch_size=0, epochs=4, momentum=0.5)),
 }
 
@@ -219,7 +224,8 @@ def test_als_solves_the_ridge_problem_exactly(data_and_split):
     data, split = data_and_split
     model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=3), global_mean=3.0, rating_scale=(1, 5),
                     generator=torch.Generator().manual_seed(0))
-    train = TrainTensors(*(torch.from_numpy(a[split.train]) for a in (data.user_idx, data.item_idx, data.rating)))
+    train = TrainTensors(*(torch.from_numpy(a[split.train]) for a in (data.user_idx, data.item_idx, data.rating)),
+                         user_weight=torch.ones(data.n_users), item_weight=torch.ones(data.n_items))
     stepper = ALSStepper(model, TrainConfig(optimizer="als", l2=0.1, l2_bias=0.05), train)
     it = stepper.epoch(torch.Generator())
     next(it)  # users solved, items untouched
@@ -232,3 +238,16 @@ def test_als_solves_the_ridge_problem_exactly(data_and_split):
     expected = torch.linalg.solve(A, X.T @ y)
     got = torch.cat([model.user_factors[u], model.user_bias[u]]).double()
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_count_weights_make_the_average_row_pay_exactly_l2():
+    from mfcore.training.steppers import l2_row_weights
+
+    index = torch.tensor([0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2])  # counts 4, 1, 9; row 3 unrated
+    w = l2_row_weights(index, 4, 0.5)
+    mean = (4 + 1 + 9) / 3
+    assert w[:3].tolist() == pytest.approx([(mean / 4) ** 0.5, mean ** 0.5, (mean / 9) ** 0.5])
+    # total penalty of a row ∝ n^0.5
+    totals = torch.tensor([4.0, 1.0, 9.0]) * w[:3]
+    assert (totals / totals[1]).tolist() == pytest.approx([2.0, 1.0, 3.0])
+    assert torch.equal(l2_row_weights(index, 4, 1.0), torch.ones(4))

@@ -34,8 +34,9 @@ class ALSStepper:
         self.items = train.items.long()
         self.ratings = train.ratings.to(torch.float32)
         dev = model.device
-        self.user_counts = torch.bincount(self.users, minlength=model.n_users).to(torch.float32)
-        self.item_counts = torch.bincount(self.items, minlength=model.n_items).to(torch.float32)
+        # Σ over a row's ratings of their L2 weight: n_row for classic L2, n̄^(1-p)·n^p otherwise.
+        self.user_counts = torch.bincount(self.users, minlength=model.n_users).to(torch.float32) * train.user_weight
+        self.item_counts = torch.bincount(self.items, minlength=model.n_items).to(torch.float32) * train.item_weight
         self.dev = dev
         self._patterns: dict = {}
 
@@ -108,9 +109,9 @@ class ALSStepper:
         reg = torch.full((d,), cfg.l2, device=self.dev)
         if biased:
             reg[k] = cfg.l2_bias
-        # Weighted λ: n_row * l2 on the diagonal; rows with no ratings get a plain
-        # ridge so the system stays solvable (their solution is 0).
-        diag = counts.clamp(min=1).unsqueeze(1) * reg.clamp(min=1e-6).unsqueeze(0)
+        # Weighted λ: (weighted) n_row * l2 on the diagonal; rows with no ratings get a
+        # plain ridge so the system stays solvable (their solution is 0).
+        diag = counts.clamp(min=1e-3).unsqueeze(1) * reg.clamp(min=1e-6).unsqueeze(0)
         A.diagonal(dim1=1, dim2=2).add_(diag)
         L, info = torch.linalg.cholesky_ex(A)
         if bool((info > 0).any()):

@@ -58,9 +58,26 @@ class TrainTensors:
     users: torch.Tensor
     items: torch.Tensor
     ratings: torch.Tensor
+    user_weight: torch.Tensor
+    """Per-user multiplier of the per-rating L2 (all ones for classic L2)."""
+    item_weight: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.ratings)
+
+
+def l2_row_weights(index: torch.Tensor, n_rows: int, power: float) -> torch.Tensor:
+    """Per-rating L2 multiplier (n̄/n)^(1-power) for each row, n its training count.
+
+    A row's total penalty is then l2·n̄^(1-power)·n^power; n̄ is the mean count over rows
+    that have ratings, so the average row is penalised exactly ``l2`` per rating.
+    """
+    counts = torch.bincount(index.long(), minlength=n_rows).to(torch.float32)
+    if power >= 1.0:
+        return torch.ones(n_rows, device=index.device)
+    rated = counts[counts > 0]
+    mean = float(rated.mean()) if len(rated) else 1.0
+    return (mean / counts.clamp(min=1.0)).pow(1.0 - power)
 
 
 def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> Stepper:
@@ -122,7 +139,8 @@ class TorchOptimStepper(ChunkedStepper):
         users, items, ratings = self.train.users[idx], self.train.items[idx], self.train.ratings[idx]
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        loss, sq = batch_objective(model, users, items, ratings, cfg.l2, cfg.l2_bias, sparse_grad=self.sparse)
+        loss, sq = batch_objective(model, users, items, ratings, cfg.l2, cfg.l2_bias, sparse_grad=self.sparse,
+                                   user_weight=self.train.user_weight[users], item_weight=self.train.item_weight[items])
         loss.backward()
         for opt in self.optimizers:
             opt.step()
@@ -163,7 +181,8 @@ class PerRatingSGDStepper(ChunkedStepper):
         self.use_bias = model.config.use_bias
         self.learn_g = model.config.global_bias == "learned"
         if self.on_cpu:
-            self._np = [t.detach().numpy() for t in (train.users, train.items, train.ratings)]
+            self._np = [t.detach().numpy() for t in (train.users, train.items, train.ratings,
+                                                     train.user_weight, train.item_weight)]
             self._weights = [
                 p.detach().numpy()
                 for p in (model.user_factors, model.item_factors, model.user_bias, model.item_bias)
@@ -181,6 +200,7 @@ class PerRatingSGDStepper(ChunkedStepper):
             )
         return sgd_chunk_torch(
             idx, self.train.users, self.train.items, self.train.ratings,
+            self.train.user_weight, self.train.item_weight,
             m.user_factors.data, m.item_factors.data, m.user_bias.data, m.item_bias.data, m.global_bias.data,
             self.lr, cfg.l2, cfg.l2_bias, self.use_bias, self.learn_g,
         )

@@ -27,7 +27,7 @@ from mfcore.device import configure_cpu_threads, describe_device, resolve_device
 from mfcore.errors import DivergedError, MFError
 from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
 from mfcore.model import MFModel
-from mfcore.training.steppers import TrainTensors, make_stepper
+from mfcore.training.steppers import TrainTensors, l2_row_weights, make_stepper
 
 # Up to this many ratings, factor snapshots are kept per epoch by default (ml-1m size).
 SNAPSHOT_MAX_RATINGS = 1_100_000
@@ -130,7 +130,12 @@ class Trainer:
             data.n_users, data.n_items, self.model_config,
             global_mean=global_mean, rating_scale=data.rating_scale, generator=gen, device=dev,
         )
-        stepper = make_stepper(model, tc, TrainTensors(train_u, train_i, train_r))
+        train = TrainTensors(
+            train_u, train_i, train_r,
+            user_weight=l2_row_weights(train_u, data.n_users, tc.l2_count_power),
+            item_weight=l2_row_weights(train_i, data.n_items, tc.l2_count_power),
+        )
+        stepper = make_stepper(model, tc, train)
         n_batches = max(1, math.ceil(n_train / max(1, tc.batch_size or n_train)))
         keep_snapshots = rt.keep_snapshots if rt.keep_snapshots is not None else data.n_ratings <= SNAPSHOT_MAX_RATINGS
 

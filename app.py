@@ -25,6 +25,11 @@ WORKFLOW_PAGES = [
 # ---------------------------------------------------------------- inspection pages
 # Add one row per inspection page here; a file that does not exist yet is skipped.
 INSPECT_PAGES: list[tuple[str, str, str]] = [
+    ("pages/embeddings.py", "Embeddings & biases", ":material/grid_on:"),
+    ("pages/user.py", "One user", ":material/person:"),
+    ("pages/movie.py", "One movie", ":material/movie:"),
+    ("pages/map.py", "2D map", ":material/scatter_plot:"),
+    ("pages/new_user.py", "Rate movies yourself", ":material/star:"),
 ]
 # ---------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ METRICS = {
 
 
 def _created(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "–"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "–"
 
 
 def _num(value: Any) -> float | None:
@@ -47,16 +47,28 @@ def _label(run) -> str:
     return f"{run.label or run.id} ({run.id[:6]})" if run.label else run.id
 
 
+def _test_rmse(run) -> float | None:
+    """The final test RMSE, or the last epoch's while a run has no final metrics yet."""
+    final = _num((run.metrics or {}).get("test_rmse"))
+    if final is not None or run.epochs_done == 0:
+        return final
+    try:
+        epochs = jobs.get_store().epochs(run.id)
+    except MFError:
+        return None
+    return _num(epochs["test_rmse"].iloc[-1]) if len(epochs) else None
+
+
 def runs_table(runs: list, me: str) -> pd.DataFrame:
     rows = []
     for r in runs:
         rows.append({
-            "status": jobs.status_text(r.status),
+            "status": r.status,
             "whose": "you" if r.owner == me else "class",
             "label": r.label,
             "dataset": r.dataset,
             "split": r.split,
-            "test RMSE": _num((r.metrics or {}).get("test_rmse")),
+            "test RMSE": _test_rmse(r),
             "biases only": _num((r.baselines or {}).get("baseline_rmse")),
             "global mean": _num((r.baselines or {}).get("global_mean_rmse")),
             "epochs": f"{r.epochs_done}/{r.epochs_planned}",
@@ -247,7 +259,7 @@ st.dataframe(
         "global mean": st.column_config.NumberColumn(format="%.4f", help="RMSE of predicting the train mean"),
     },
 )
-labels = {r.id: f"{jobs.STATUS_ICONS.get(r.status, '')} {_label(r)} · {r.dataset}" for r in runs}
+labels = {r.id: f"{_label(r)} · {r.dataset} · {r.status}" for r in runs}
 compare_section(runs, labels)
 st.divider()
 detail_section(runs, labels)

@@ -121,7 +121,8 @@ def run_picker() -> None:
     if len(mine) < 2:
         return
     ids = [r.id for r in mine]
-    labels = {r.id: f"{r.label or r.id} · {jobs.status_text(r.status)}" for r in mine}
+    # No status in the labels: the picker is outside the live fragment, so it would go stale.
+    labels = {r.id: f"{r.label} ({r.id})" if r.label else r.id for r in mine}
     current = state.get(state.ACTIVE_RUN)
     index = ids.index(current) if current in ids else 0
     choice = st.selectbox("Follow run", ids, index=index, format_func=labels.get, key="train_follow")
@@ -130,17 +131,23 @@ def run_picker() -> None:
 
 
 def draw_run(snap, live: bool) -> None:
-    """Numbers and charts of one run (used inside the live fragment)."""
+    """Numbers and charts of one run (used inside the live fragment).
+
+    The layout is the same in every state (the Stop button is only disabled once the
+    run has ended), so a redraw never shifts elements around.
+    """
     title = snap.label or snap.run_id
-    st.subheader(f"{jobs.status_text(snap.status)} · {title}")
-    if snap.status == "queued":
-        pos = snap.queue_position
-        st.info(f"Queued: position **{pos if pos is not None else '?'}** in the queue. "
-                "It starts when a worker is free; you can leave this page meanwhile.", icon=":material/hourglass:")
+    h1, h2 = st.columns([5, 1], vertical_alignment="bottom")
+    with h1:
+        st.subheader(f"{jobs.status_text(snap.status)} · {title}", anchor=False)
+    with h2:
+        st.button("Stop", key=f"stop_{snap.run_id}", on_click=_stop, args=(snap.run_id,), icon=":material/stop:",
+                  disabled=not live, width="stretch",
+                  help="Ends the run after the current batch; the completed epochs are kept.")
+    st.caption(f"Run `{snap.run_id}` · {snap.dataset} · split `{snap.split}` · device **{snap.device or 'not yet chosen'}**")
     progress = snap.progress or {}
-    epoch_now = snap.epochs_done
-    m = st.columns(6)
-    m[0].metric("Epoch", f"{epoch_now}/{snap.epochs_planned}")
+    m = st.columns(5)
+    m[0].metric("Epoch", f"{snap.epochs_done}/{snap.epochs_planned}")
     eps = progress.get("examples_per_second") if progress else None
     if eps is None and snap.history is not None and len(snap.history):
         eps = float(snap.history["examples_per_second"].iloc[-1])
@@ -151,25 +158,10 @@ def draw_run(snap, live: bool) -> None:
     base = (snap.baselines or {}).get("baseline_rmse")
     delta = None
     if rmse is not None and isinstance(base, (int, float)):
-        delta = f"{rmse - base:+.4f} vs biases only"
-    m[4].metric("Test RMSE", jobs.fmt(rmse), delta=delta, delta_color="inverse")
-    m[5].metric("Device", snap.device or "–")
-    if snap.status == "running" and progress.get("total"):
-        done, total = int(progress.get("done") or 0), int(progress["total"])
-        st.progress(min(1.0, done / total), text=f"epoch {progress.get('epoch')}: {done:,}/{total:,} ratings")
-
-    if snap.status == "failed":
-        st.error(f"**The run failed:** {snap.message}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
-                 icon=":material/error:")
-    elif snap.status == "interrupted":
-        st.warning(f"Interrupted: {snap.message}. The completed epochs are kept below.", icon=":material/warning:")
-    elif snap.status == "stopped":
-        st.info(f"Stopped after {snap.epochs_done} completed epoch(s). {snap.message or ''}", icon=":material/stop:")
-    elif snap.status == "finished":
-        gm = (snap.baselines or {}).get("global_mean_rmse")
-        st.success(
-            f"Finished: test RMSE **{jobs.fmt(rmse)}** · biases only {jobs.fmt(base)} · global mean {jobs.fmt(gm)}. "
-            "Compare runs on the Runs page.", icon=":material/check_circle:")
+        delta = f"{rmse - base:+.4f} vs biases"
+    m[4].metric("Test RMSE", jobs.fmt(rmse), delta=delta, delta_color="inverse",
+                help="Latest test RMSE; the delta compares it with the bias-only baseline (lower is better).")
+    status_slot(snap, rmse, base)
 
     points = jobs.remember_progress(snap.run_id, snap.progress) if live else \
         st.session_state.get(jobs.PROGRESS_POINTS, {}).get(snap.run_id, [])
@@ -178,6 +170,38 @@ def draw_run(snap, live: bool) -> None:
     st.plotly_chart(fig, width="stretch", key=f"curve_{snap.run_id}")
     with st.expander("Throughput per epoch"):
         st.plotly_chart(throughput(snap.history), width="stretch", key=f"speed_{snap.run_id}")
+
+
+def status_slot(snap, rmse: float | None, base: float | None) -> None:
+    """One element whatever the state (queued note, progress bar, outcome), so the chart
+    below never changes position between redraws."""
+    slot = st.empty()
+    progress = snap.progress or {}
+    if snap.status == "queued":
+        pos = snap.queue_position
+        slot.info(f"Queued: position **{pos if pos is not None else '?'}** in the queue. "
+                  "It starts when a worker is free; you can leave this page meanwhile.", icon=":material/hourglass_top:")
+    elif snap.status == "running":
+        if progress.get("total"):
+            done, total = int(progress.get("done") or 0), int(progress["total"])
+            slot.progress(min(1.0, done / total),
+                          text=f"epoch {progress.get('epoch')}: {done:,} of {total:,} ratings · {snap.message or ''}")
+        else:
+            slot.progress(min(1.0, snap.epochs_done / max(1, snap.epochs_planned)),
+                          text=f"{snap.epochs_done} of {snap.epochs_planned} epochs · {snap.message or 'starting'}")
+    elif snap.status == "failed":
+        slot.error(f"**The run failed:** {snap.message}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
+                   icon=":material/error:")
+    elif snap.status == "interrupted":
+        slot.warning(f"Interrupted: {snap.message}. The completed epochs are kept below.", icon=":material/warning:")
+    elif snap.status == "stopped":
+        slot.info(f"Stopped after {snap.epochs_done} completed epoch(s); they are kept, with a checkpoint when at "
+                  "least one epoch completed.", icon=":material/stop_circle:")
+    elif snap.status == "finished":
+        gm = (snap.baselines or {}).get("global_mean_rmse")
+        slot.success(
+            f"Finished: test RMSE **{jobs.fmt(rmse)}** · biases only {jobs.fmt(base)} · global mean {jobs.fmt(gm)}. "
+            "Compare runs on the Runs page.", icon=":material/check_circle:")
 
 
 def live_view(was_live: bool) -> None:
@@ -199,9 +223,6 @@ def live_view(was_live: bool) -> None:
                    "switch pages or close the tab; find them all on the Runs page.")
         return
     live = jobs.is_active(snap.status)
-    if live:
-        st.button("Stop", key=f"stop_{snap.run_id}", on_click=_stop, args=(snap.run_id,), icon=":material/stop:",
-                  help="Ends the run after the current batch; the completed epochs are kept.")
     draw_run(snap, live)
     if was_live and not live:
         st.rerun(scope="app")  # one full run that draws the fragment without a timer

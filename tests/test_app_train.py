@@ -241,12 +241,12 @@ def test_launch_queues_a_run_whose_chart_gains_points_until_it_finishes(runs_dir
     assert seen == sorted(seen), seen  # points only ever get added
     assert seen[-1] == 4 and metric(at, "Epoch") == "4/4"
     assert any(0 < n < 4 for n in seen), f"never saw a partial curve: {seen}"
-    assert metric(at, "Device").startswith("cpu")
+    assert any("device **cpu" in c.value for c in at.caption)
     assert math.isfinite(float(metric(at, "Test RMSE")))
     assert "watch me" in at.subheader[-1].value
     assert status(run_id, runs_dir) == "finished"
-    # Once finished the page is drawn without a Stop button (the timer is off).
-    assert not [b for b in at.button if (b.key or "").startswith("stop_")]
+    # Once finished the Stop button is disabled (and the live timer is off).
+    assert at.button(key=f"stop_{run_id}").disabled
 
 
 def test_stop_ends_a_running_run_and_keeps_its_epochs(runs_dir):
@@ -310,7 +310,7 @@ def test_runs_page_lists_runs_and_compares_them(runs_dir):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert list(table["run id"]) == [second, first]  # newest first
-    assert set(table["whose"]) == {"you"} and set(table["status"]) == {"✅ finished"}
+    assert set(table["whose"]) == {"you"} and set(table["status"]) == {"finished"}
     assert table["test RMSE"].notna().all() and table["biases only"].notna().all()
 
     at.multiselect(key="runs_compare").set_value([first, second]).run()
@@ -369,7 +369,7 @@ def test_runs_page_shows_other_sessions_runs_and_interrupted_ones(runs_dir):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     row = table[table["run id"] == record.id].iloc[0]
-    assert row["status"] == "⚠️ interrupted" and row["whose"] == "class" and row["epochs"] == "2/10"
+    assert row["status"] == "interrupted" and row["whose"] == "class" and row["epochs"] == "2/10"
     at.selectbox(key="runs_detail").set_value(record.id).run()
     assert any("Interrupted" in w.value and "2 completed" in w.value for w in at.warning)
 

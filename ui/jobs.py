@@ -91,18 +91,20 @@ def is_active(status: str | None) -> bool:
     return status in ACTIVE_STATUSES
 
 
+# Material icons (bundled with Streamlit; emoji need a font many Linux browsers lack).
 STATUS_ICONS = {
-    "queued": "⏳",
-    "running": "🏃",
-    "finished": "✅",
-    "stopped": "⏹️",
-    "failed": "❌",
-    "interrupted": "⚠️",
+    "queued": ":material/hourglass_top:",
+    "running": ":material/directions_run:",
+    "finished": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "failed": ":material/error:",
+    "interrupted": ":material/warning:",
 }
 
 
 def status_text(status: str) -> str:
-    return f"{STATUS_ICONS.get(status, '•')} {status}"
+    """Status with its icon, for markdown (headers, captions, buttons, select labels)."""
+    return f"{STATUS_ICONS.get(status, '')} {status}".strip()
 
 
 def duration(seconds: float | None) -> str:

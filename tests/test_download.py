@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import http.server
 import stat
-import sys
 import threading
-import types
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +20,7 @@ from mfcore.data.download import ZipPin, extract_zip, fetch_movielens, sha256_of
 from mfcore.data.sources import DATASET_NAMES, DATASETS, find_local, load_dataset, load_zip
 from mfcore.errors import (
     ChecksumError,
+    ConfigError,
     DataError,
     DatasetNotFoundError,
     DownloadError,
@@ -279,11 +278,14 @@ def test_unknown_name_and_missing_path(tmp_path: Path) -> None:
         load_dataset(tmp_path / "nope.csv")
 
 
-def test_synthetic_is_imported_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("mfcore.data.synthetic")
-    fake.make_synthetic = lambda: "planted"  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mfcore.data.synthetic", fake)
-    assert load_dataset("synthetic") == "planted"
+def test_synthetic_specs_load_with_their_knobs() -> None:
+    data = load_dataset("synthetic:n_users=120,n_items=90,density=0.1,rank=3,noise=0.2,popularity_skew=1.0,seed=4")
+    assert (data.n_users, data.n_items, data.n_ratings) == (120, 90, 1080)
+    assert data.truth is not None and data.truth["item_factors"].shape == (90, 3)
+    default = load_dataset("synthetic")
+    assert (default.n_users, default.n_items) == (1000, 1500)
+    with pytest.raises(ConfigError, match="not knob=value"):
+        load_dataset("synthetic:users=10")
 
 
 def test_dataset_table_matches_pins() -> None:

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default auto)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the measured default)")
     t.add_argument("--save", type=Path, help="write the checkpoint here after training")
+    t.add_argument("--ranking", action="store_true", help="also report precision/recall/NDCG/MAP@10 and coverage")
     t.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     sub.add_parser("presets", help="list the presets")
@@ -98,7 +99,7 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     preset = get_preset(args.preset or "default")
     model_config, train_config = _configs_from_args(args, preset)
-    runtime = RuntimeOptions(device=args.device, cpu_threads=args.threads)
+    runtime = RuntimeOptions(device=args.device, cpu_threads=args.threads, eval_ranking=args.ranking)
     dataset = args.dataset or (preset.dataset if args.preset else "synthetic")
     split_spec = args.split or (preset.split if args.preset else "random:0.1")
     seed = train_config.seed
@@ -156,6 +157,7 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "examples_per_second": round(finished.examples_per_second, 1),
         "device": finished.device,
         "seed": seed,
+        **{k: v for k, v in finished.metrics.items() if k.startswith(("class_", "rank_"))},
     }
     if args.json:
         print(json.dumps(summary), file=out)
@@ -163,6 +165,14 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"done ({finished.reason}): test RMSE {summary['test_rmse']:.4f} (biases {summary['baseline_rmse']:.4f}, "
               f"global mean {summary['global_mean_rmse']:.4f}) in {finished.train_seconds:.2f}s of training"
               + (f"; saved {args.save}" if args.save else ""), file=out)
+        m = finished.metrics
+        if "class_accuracy" in m:
+            print(f"as star classes: accuracy {m['class_accuracy']:.3f}, macro F1 {m['class_f1_macro']:.3f}, "
+                  f"weighted F1 {m['class_f1_weighted']:.3f}", file=out)
+        if "rank_ndcg_at_k" in m:
+            print(f"top-{int(m['rank_k'])}: precision {m['rank_precision_at_k']:.4f}, recall {m['rank_recall_at_k']:.4f}, "
+                  f"NDCG {m['rank_ndcg_at_k']:.4f}, MAP {m['rank_map_at_k']:.4f}, coverage {m['rank_coverage']:.3f} "
+                  f"({int(m['rank_n_users'])} users)", file=out)
     return 0
 
 

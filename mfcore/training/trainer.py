@@ -25,6 +25,7 @@ from mfcore.data.dataset import RatingData
 from mfcore.data.splits import Split
 from mfcore.device import configure_cpu_threads, describe_device, resolve_device
 from mfcore.errors import DivergedError, MFError
+from mfcore.evaluation import evaluate
 from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
 from mfcore.model import MFModel
 from mfcore.training.steppers import TrainTensors, l2_row_weights, make_stepper
@@ -205,10 +206,10 @@ class Trainer:
         elif averager is not None and averager.count:
             averager.copy_to(model)
         if epoch == 0:
-            rmse, mae = (math.nan, math.nan)
+            final: dict = {"test_rmse": math.nan, "test_mae": math.nan}
         else:
-            rmse, mae = self._evaluate(model, None, test_u, test_i, test_r)
-        self.final_metrics = {"test_rmse": rmse, "test_mae": mae, **self.baselines}
+            final = evaluate(model, data, split, ranking=rt.eval_ranking, seed=tc.seed)
+        self.final_metrics = {**final, **self.baselines}
         yield RunFinished(
             reason=reason, epochs_run=epoch, best_epoch=best[1], metrics=dict(self.final_metrics),
             train_seconds=elapsed, examples_per_second=(n_train * max(epoch, 0)) / max(elapsed, 1e-9),

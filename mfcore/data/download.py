@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import stat
 import tempfile
 import time
@@ -199,6 +200,11 @@ def _stream(
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{url} answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise DownloadError(
+                f"the TLS certificate of {url} does not verify ({exc.reason.verify_message}); "
+                f"the zips are checked against pinned SHA-256 hashes, so plain http is safe: set "
+                f"{ENV_BASE_URL}=http://files.grouplens.org/datasets/movielens") from None
         raise DownloadError(
             f"cannot reach {url} ({exc.reason}); check the network, or download the zip "
             "yourself and pass its folder with --data-dir") from None

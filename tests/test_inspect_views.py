@@ -94,9 +94,10 @@ def test_bias_extremes_and_genre_profile():
     low, high = views.bias_extremes(table, n=3, min_ratings=4)  # nobody has 4 ratings
     assert low.empty and high.empty
     genres = views.genre_profile(t, data, factor=1)
-    # A: items 7 (0.1) and 9 (0.4); B: items 8 (0.8) and 9 (0.4).
+    # A: items 7 (0.1) and 9 (0.4); B: items 8 (0.8) and 9 (0.4); all three: 1.3 / 3.
     assert genres["genre"].tolist() == ["A", "B"]
-    assert genres["mean"].tolist() == pytest.approx([0.25, 0.6])
+    assert genres["raw_mean"].tolist() == pytest.approx([0.25, 0.6])
+    assert genres["mean"].tolist() == pytest.approx([0.25 - 1.3 / 3, 0.6 - 1.3 / 3])
     assert genres["items"].tolist() == [2, 2]
 
 
@@ -138,7 +139,7 @@ def test_waterfall_adds_up_to_the_prediction_for_a_linear_model():
     t = trained()
     d = views.explain_prediction(t, 30, 8)
     steps = views.waterfall_steps(d)
-    assert steps["label"].tolist()[:3] == ["global mean", "user bias", "item bias"]
+    assert steps["label"].tolist()[:3] == ["global (g)", "user bias", "item bias"]
     assert steps["measure"].tolist() == ["absolute", "relative", "relative", "relative", "relative", "total"]
     assert steps["value"].iloc[-1] == pytest.approx(expected(2, 1), abs=1e-5)
     assert steps.loc[steps["measure"] != "total", "value"].sum() == pytest.approx(d["prediction"], abs=1e-5)
@@ -152,7 +153,7 @@ def test_waterfall_groups_small_factors_and_shows_the_clip():
     d = views.explain_prediction(t, 10, 7)
     assert d["raw"] == pytest.approx(expected(0, 0, big), abs=1e-4) and d["prediction"] == 5.0
     steps = views.waterfall_steps(d, max_factors=1)
-    assert steps["label"].tolist() == ["global mean", "user bias", "item bias", "factor 0", "other 1 factors",
+    assert steps["label"].tolist() == ["global (g)", "user bias", "item bias", "factor 0", "other 1 factors",
                                        "raw sum", "clip to [1, 5]", "prediction"]
     assert steps.set_index("label").at["raw sum", "value"] == pytest.approx(d["raw"])
     assert steps.set_index("label").at["clip to [1, 5]", "value"] == pytest.approx(5.0 - d["raw"], abs=1e-5)
@@ -193,6 +194,10 @@ def test_movie_ratings_groups_and_similar_movies():
     assert sim["item"].tolist() == [9, 8]  # cos(7, 9) = 0.83 > cos(7, 8) = -0.05
     assert sim["similarity"].tolist() == pytest.approx([cos[1], cos[0]], abs=1e-6)
     assert sim.loc[sim["item"] == 9, "title"].item() == "Nine"
-    assert views.similar_movies(t, data, 7, n=5, min_ratings=4).empty  # every item has 3 ratings
+    assert views.similar_movies(t, data, 7, n=5, min_ratings=4).empty
+    centred = Q - Q.mean(axis=0)
+    cc = [float(centred[0] @ centred[j] / np.linalg.norm(centred[0]) / np.linalg.norm(centred[j])) for j in (1, 2)]
+    got = views.similar_movies(t, data, 7, n=5, centre=True).set_index("item")["similarity"]
+    assert [got[8], got[9]] == pytest.approx(cc, abs=1e-6)  # every item has 3 ratings
     with pytest.raises(UnknownIdError):
         views.similar_movies(t, data, 12345)

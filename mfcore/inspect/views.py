@@ -235,22 +235,27 @@ def bias_extremes(table: pd.DataFrame, n: int = 10, min_ratings: int = 0) -> tup
 
 
 def genre_profile(trained: TrainedModel, data: RatingData, factor: int, min_ratings: int = 20) -> pd.DataFrame:
-    """Mean value of one item factor per genre (items with ``min_ratings`` ratings or more,
-    or all items when too few have), sorted from the most negative to the most positive.
+    """How each genre's movies sit on one item factor, relative to the average movie.
 
-    A movie with several genres counts in each. Columns: ``genre``, ``mean``, ``items``.
+    Over items with ``min_ratings`` ratings or more (all items when fewer than 20 have):
+    per genre, the mean value of the factor minus its mean over all those items (so a
+    factor whose values are all positive still shows which genres sit high or low),
+    sorted from the most negative to the most positive. A movie with several genres
+    counts in each. Columns: ``genre``, ``mean`` (centred), ``raw_mean``, ``items``.
     """
     table = item_table(trained, data)
-    table["value"] = trained.item_factors()[:, factor]
+    table["value"] = trained.item_factors()[:, factor].astype(np.float64)
     pool = table[table["ratings"] >= min_ratings]
     if len(pool) < 20:
         pool = table
     genres = pool.assign(genre=pool["genres"].astype(str).str.split("|")).explode("genre")
     genres = genres[genres["genre"].str.len() > 0]
     if genres.empty:
-        return pd.DataFrame(columns=["genre", "mean", "items"])
+        return pd.DataFrame(columns=["genre", "mean", "raw_mean", "items"])
     out = genres.groupby("genre")["value"].agg(["mean", "count"]).reset_index()
-    return out.rename(columns={"count": "items"}).sort_values("mean", kind="stable").reset_index(drop=True)
+    out = out.rename(columns={"mean": "raw_mean", "count": "items"})
+    out.insert(1, "mean", out["raw_mean"] - float(pool["value"].mean()))
+    return out.sort_values("mean", kind="stable").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------- one user
@@ -330,7 +335,7 @@ def recommendations(trained: TrainedModel, data: RatingData, user: Any, n: int =
 def waterfall_steps(decomposition: dict[str, Any], max_factors: int | None = None) -> pd.DataFrame:
     """The bars of a prediction's waterfall, from :meth:`TrainedModel.decompose`.
 
-    Rows: ``global`` (absolute), the biases, then the factors' contributions sorted by
+    Rows: ``global (g)`` (absolute), the biases, then the factors' contributions sorted by
     size (at most ``max_factors`` of them, the rest summed into one "other N factors"
     bar), a ``raw sum`` total; then, when the output is a sigmoid and/or the raw value is
     outside the rating scale, a ``sigmoid`` and/or ``clip`` step and the final
@@ -340,7 +345,7 @@ def waterfall_steps(decomposition: dict[str, Any], max_factors: int | None = Non
     The values of all non-total rows add up to the prediction.
     """
     parts = dict(decomposition["parts"])
-    rows = [("global mean" if "global" in parts else "0", parts.pop("global", 0.0), "absolute", "global")]
+    rows = [("global (g)", parts.pop("global", 0.0), "absolute", "global")]
     for name in ("user bias", "item bias"):
         if name in parts:
             rows.append((name, parts.pop(name), "relative", "bias"))
@@ -409,16 +414,21 @@ def group_table(users: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def similar_movies(trained: TrainedModel, data: RatingData, item: Any, n: int = 10, min_ratings: int = 0,
-                   items: pd.DataFrame | None = None) -> pd.DataFrame:
+                   items: pd.DataFrame | None = None, centre: bool = False) -> pd.DataFrame:
     """The ``n`` items whose factor vectors have the highest cosine similarity to ``item``'s,
     among items with at least ``min_ratings`` ratings (``item`` itself left out).
 
-    Columns: ``item``, ``title``, ``genres``, ``similarity``, ``ratings``. Raises
-    UnknownIdError for an unknown item.
+    ``centre=True`` subtracts the mean item vector first: a direction that every movie
+    shares (e.g. all-positive factors from a non-negative initialisation without L2)
+    otherwise makes every pair look alike. ``items`` is an :func:`item_table` in the
+    model's item order (computed when None). Columns: ``item``, ``title``, ``genres``,
+    ``similarity``, ``ratings``. Raises UnknownIdError for an unknown item.
     """
     idx = trained.item_ids.index_of(item)
     table = items if items is not None else item_table(trained, data)
     Q = trained.item_factors().astype(np.float64)
+    if centre:
+        Q = Q - Q.mean(axis=0)
     norms = np.linalg.norm(Q, axis=1)
     sims = Q @ Q[idx] / np.maximum(norms * norms[idx], 1e-12)
     sims[idx] = -np.inf

@@ -1,0 +1,168 @@
+"""One movie: who the model thinks will like it, next to who actually rated it.
+
+The movie's predicted rating for every user against its actual ratings, the users
+predicted to like it most and least, the same split by demographic group (where the
+dataset has demographics), and its nearest neighbours by cosine similarity of the item
+factors. Numbers from :mod:`mfcore.inspect.views`, cached per run and movie.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mfcore.inspect import views
+from ui import inspect_charts as charts
+from ui.selection import SelectedRun, selected_run
+
+MOVIE_KEY = "movie_page_item"
+RUN_KEY = "movie_page_run"
+GROUPS = (("age_group", "Age band"), ("gender", "Gender"), ("occupation", "Occupation"))
+
+
+def _stamp(sel: SelectedRun) -> float:
+    try:
+        return os.path.getmtime(sel.snapshot.checkpoint_path)
+    except (OSError, TypeError):
+        return 0.0
+
+
+# ---------------------------------------------------------------------------- cached numbers
+@st.cache_resource(show_spinner="Listing the movies…", max_entries=6)
+def _items(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
+    """The item table, most-rated first, with a unique label per movie for the picker."""
+    table = views.item_table(_sel.model, _sel.data)
+    table["label"] = charts.unique_labels(table["title"].tolist(), table["item"].tolist())
+    return table.sort_values(["ratings", "title"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _movie(run_id: str, stamp: float, item: Any, _sel: SelectedRun) -> dict[str, Any]:
+    info = views.movie_across_users(_sel.model, _sel.data, item)
+    actual = views.movie_ratings(_sel.data, item)
+    users = info["users"]
+    users["actual"] = users["user"].map(actual)
+    groups = {col: views.group_table(users, col) for col, _ in GROUPS if col in users.columns}
+    top = users.nlargest(10, "predicted")
+    bottom = users.nsmallest(10, "predicted")
+    return {"predicted": info["predicted"], "actual": info["actual"], "n_ratings": info["n_ratings"],
+            "top": top, "bottom": bottom, "groups": groups}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _similar(run_id: str, stamp: float, item: Any, n: int, min_ratings: int, centre: bool, _sel: SelectedRun,
+             _table: pd.DataFrame) -> pd.DataFrame:
+    # views.similar_movies wants the item table in the model's item order, not by popularity.
+    in_model_order = _table.set_index("item").loc[_sel.model.item_ids.raw].reset_index()
+    return views.similar_movies(_sel.model, _sel.data, item, n=n, min_ratings=min_ratings, items=in_model_order,
+                                centre=centre)
+
+
+# ---------------------------------------------------------------------------- sections
+def pick_movie(sel: SelectedRun, table: pd.DataFrame) -> Any:
+    options = table["item"].tolist()
+    labels = dict(zip(table["item"], table["label"] + " · " + table["ratings"].map("{:,}".format) + " ratings"))
+    if st.session_state.get(RUN_KEY) != sel.run_id or st.session_state.get(MOVIE_KEY) not in labels:
+        st.session_state[MOVIE_KEY] = options[0]
+        st.session_state[RUN_KEY] = sel.run_id
+    item = st.selectbox("Movie (type part of the title to search; most-rated first)", options,
+                        format_func=lambda i: labels.get(i, str(i)), key=MOVIE_KEY)
+    return item.item() if isinstance(item, np.generic) else item
+
+
+USER_COLUMNS = {
+    "predicted": st.column_config.NumberColumn("predicted", format="%.2f"),
+    "actual": st.column_config.TextColumn("their rating", help="Empty: they did not rate it"),
+    "bias": st.column_config.NumberColumn("user bias", format="%+.3f"),
+    "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many movies they rated"),
+    "user": st.column_config.NumberColumn("user", format="%d"),
+}
+
+
+def summary(sel: SelectedRun, item: Any, row: pd.Series, movie: dict[str, Any]) -> None:
+    model = sel.model
+    i = model.item_ids.index_of(item)
+    actual = movie["actual"]
+    cols = st.columns(5)
+    cols[0].metric("Users who rated it", f"{movie['n_ratings']:,}",
+                   help=f"of {sel.data.n_users:,} users ({100 * movie['n_ratings'] / max(1, sel.data.n_users):.1f}%)")
+    cols[1].metric("Mean actual rating", f"{actual.mean():.2f}" if len(actual) else "–")
+    cols[2].metric("Mean predicted, all users", f"{np.mean(movie['predicted']):.2f}")
+    cols[3].metric("Movie bias", f"{model.item_biases()[i]:+.3f}" if model.model_config.use_bias else "none")
+    cols[4].metric("Vector length", f"{row['norm']:.3f}", help="L2 norm of its factor vector")
+    st.caption(f"Genres: {row['genres'] or '–'} · id {item}")
+
+
+def users_table(frame: pd.DataFrame, demo: list[str]) -> pd.DataFrame:
+    out = frame[["user", "predicted", "actual", "bias", "ratings", *demo]].copy()
+    out["actual"] = [f"{r:g}" if pd.notna(r) else "" for r in out["actual"]]
+    return out
+
+
+def demographics(movie: dict[str, Any]) -> None:
+    groups = movie["groups"]
+    if not groups:
+        st.caption("This dataset has no user demographics (ml-100k and ml-1m do), so there is no breakdown by group.")
+        return
+    st.subheader("By demographic group", anchor=False)
+    st.caption("Blue: the mean predicted rating over every user in the group. Green: the mean of the ratings the "
+               "group actually gave. Under each group: its users / how many of them rated the movie. Small groups "
+               "swing a lot.")
+    names = dict(GROUPS)
+    small = [c for c in groups if c != "occupation"]
+    cols = st.columns(max(1, len(small)))
+    for col, column in zip(cols, small):
+        col.plotly_chart(charts.group_bars(groups[column], names[column]), key=f"movie_group_{column}")
+    if "occupation" in groups:
+        st.plotly_chart(charts.group_bars(groups["occupation"], names["occupation"], height=380),
+                        key="movie_group_occupation")
+
+
+def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame) -> None:
+    st.subheader("Most similar movies", anchor=False)
+    c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
+    n = c1.number_input("How many", 1, 50, 10, key="movie_sim_n")
+    floor = c2.number_input("Only movies with at least this many ratings", 0, 1000, 20, step=5, key="movie_sim_floor",
+                            help="Rarely rated movies have noisy vectors; 0 shows all.")
+    centre = c3.toggle("Centre the vectors first", key="movie_sim_centre",
+                       help="Subtract the average movie vector before comparing. When every movie's vector points "
+                            "roughly the same way (e.g. factors started non-negative and no L2 pulled them back), "
+                            "plain cosine calls everything similar; centring compares what is particular to each.")
+    sim = _similar(*key, item, int(n), int(floor), bool(centre), sel, table)
+    st.dataframe(sim.drop(columns=["item"]), hide_index=True, key="movie_similar", column_config={
+        "title": st.column_config.TextColumn("title", width="medium"),
+        "similarity": st.column_config.ProgressColumn("cosine similarity", format="%.3f", min_value=-1, max_value=1),
+        "ratings": st.column_config.NumberColumn("ratings", format="%d"),
+    })
+    st.caption("Cosine similarity of the item factor vectors: movies the same users tend to rate alike, "
+               "whatever their genres say. Biases play no part.")
+
+
+# ---------------------------------------------------------------------------- the page
+st.title("One movie")
+sel = selected_run()
+if sel is not None:
+    st.caption(sel.title)
+    key = (sel.run_id, _stamp(sel))
+    table = _items(*key, sel)
+    item = pick_movie(sel, table)
+    row = table.set_index("item").loc[item]
+    movie = _movie(*key, item, sel)
+    summary(sel, item, row, movie)
+    st.plotly_chart(charts.rating_distributions(movie["predicted"], movie["actual"], sel.data.rating_scale),
+                    key="movie_hist")
+    demo = [c for c in ("age", "gender", "occupation") if c in movie["top"].columns]
+    left, right = st.columns(2)
+    left.markdown("**Predicted to like it most**")
+    left.dataframe(users_table(movie["top"], demo), hide_index=True, column_config=USER_COLUMNS, key="movie_top")
+    right.markdown("**Predicted to like it least**")
+    right.dataframe(users_table(movie["bottom"], demo), hide_index=True, column_config=USER_COLUMNS,
+                    key="movie_bottom")
+    st.divider()
+    demographics(movie)
+    st.divider()
+    st.fragment(similar)(sel, key, item, table)

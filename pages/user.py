@@ -1,0 +1,227 @@
+"""One user: their ratings against the model's predictions, their errors, their
+recommendations, and any prediction taken apart into its exact parts.
+
+Which ratings were train and which test comes from re-making the run's split (same
+spec, same seed), cached per run. A user id the dataset does not know gets a message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mfcore.data.splits import make_split
+from mfcore.errors import MFError, UnknownIdError
+from mfcore.inspect import views
+from ui import inspect_charts as charts
+from ui import jobs
+from ui.selection import SelectedRun, selected_run
+
+USER_KEY = "user_page_id"  # text input: the raw user id
+RUN_KEY = "user_page_run"  # the run the id was chosen for (a new run starts from its first user)
+PICK_KEY = "user_page_source"
+
+
+def _stamp(sel: SelectedRun) -> float:
+    try:
+        return os.path.getmtime(sel.snapshot.checkpoint_path)
+    except (OSError, TypeError):
+        return 0.0
+
+
+# ---------------------------------------------------------------------------- cached numbers
+@st.cache_resource(show_spinner="Re-making the run's train/test split…", max_entries=6)
+def _roles(run_id: str, stamp: float, _sel: SelectedRun) -> tuple[np.ndarray | None, str]:
+    """Per rating: 0 not used, 1 train, 2 test; and a note on where the split came from."""
+    snap = _sel.snapshot
+    try:
+        seed = int(jobs.get_store().get(run_id).seed)
+        split = make_split(_sel.data, snap.split, seed)
+    except (MFError, KeyError, AttributeError) as exc:
+        return None, f"The run's split ({snap.split}) could not be re-made ({exc}): every rating is shown as train."
+    return views.rating_roles(_sel.data, split), f"Split `{snap.split}`, seed {seed}: {split.describe()}."
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _items(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
+    table = views.item_table(_sel.model, _sel.data)
+    table["label"] = charts.unique_labels(table["title"].tolist(), table["item"].tolist())
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _user(run_id: str, stamp: float, user: Any, _sel: SelectedRun, _roles: np.ndarray | None) -> pd.DataFrame:
+    return views.user_ratings(_sel.model, _sel.data, user, _roles)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _recs(run_id: str, stamp: float, user: Any, n: int, exclude: tuple, _sel: SelectedRun,
+          _items: pd.DataFrame) -> pd.DataFrame:
+    return views.recommendations(_sel.model, _sel.data, user, n=n, exclude=list(exclude), items=_items)
+
+
+# ---------------------------------------------------------------------------- sections
+def pick_user(sel: SelectedRun) -> Any | None:
+    """The id box (and a random-user button); the raw id, or None after a message."""
+    ids = sel.data.user_ids.raw
+    if st.session_state.get(RUN_KEY) != sel.run_id or USER_KEY not in st.session_state:
+        st.session_state[USER_KEY] = str(ids[0])
+        st.session_state[RUN_KEY] = sel.run_id
+
+    def _random() -> None:
+        st.session_state[USER_KEY] = str(np.random.default_rng().choice(ids))
+
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    span = f"{ids.min()}–{ids.max()}" if np.issubdtype(ids.dtype, np.integer) else f"e.g. {ids[0]}"
+    text = c1.text_input("User id", key=USER_KEY, help=f"{len(ids):,} users; ids {span}")
+    c2.button("Random user", on_click=_random, icon=":material/casino:", width="stretch", key="user_random")
+    text = (text or "").strip()
+    if not text:
+        st.info("Type a user id.")
+        return None
+    try:
+        user = ids[sel.data.user_ids.index_of(text)]
+    except UnknownIdError:
+        st.warning(f"There is no user **{text}** in {sel.data.name}: it has {len(ids):,} users with ids {span}. "
+                   "Type another id or press *Random user*.", icon=":material/person_off:")
+        return None
+    if user not in sel.model.user_ids:
+        st.warning(f"User {user} is in the data but not in this model's vocabulary (a model of other data?).")
+        return None
+    return user.item() if isinstance(user, np.generic) else user
+
+
+def profile(sel: SelectedRun, user: Any, ratings: pd.DataFrame) -> None:
+    model = sel.model
+    u = model.user_ids.index_of(user)
+    cols = st.columns(6)
+    cols[0].metric("Ratings", f"{len(ratings):,}")
+    cols[1].metric("Their mean rating", f"{ratings['rating'].mean():.2f}" if len(ratings) else "–")
+    cols[2].metric("User bias", f"{model.user_biases()[u]:+.3f}" if model.model_config.use_bias else "none",
+                   help="How much above (or below) the global mean this user rates, as the model learned it.")
+    users = sel.data.users
+    if users is not None and user in users.index:
+        row = users.loc[user]
+        for col, name in zip(cols[3:], ("age", "gender", "occupation")):
+            if name in row.index:
+                col.metric(name.capitalize(), str(row[name]))
+
+
+def errors(summary: pd.DataFrame, note: str) -> None:
+    by_set = summary.set_index("set")
+    cols = st.columns(4)
+    for n, (name, metric) in enumerate((("train", "rmse"), ("train", "mae"), ("test", "rmse"), ("test", "mae"))):
+        value = by_set.at[name, metric] if name in by_set.index else None
+        count = int(by_set.at[name, "ratings"]) if name in by_set.index else 0
+        cols[n].metric(f"{metric.upper()} on {name}", f"{value:.3f}" if value is not None else "–",
+                       help=f"Over this user's {count} {name} rating(s)." if count else f"No {name} ratings.")
+    st.caption(note)
+
+
+RATING_COLUMNS = {
+    "title": st.column_config.TextColumn("title", width="medium"),
+    "rating": st.column_config.NumberColumn("rating", format="%.1f"),
+    "predicted": st.column_config.NumberColumn("predicted", format="%.2f"),
+    "error": st.column_config.NumberColumn("error", format="%+.2f", help="predicted − rating"),
+    "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many users rated it"),
+    "mean_rating": st.column_config.NumberColumn("mean rating", format="%.2f"),
+    "item": st.column_config.NumberColumn("id", format="%d"),
+}
+
+
+def recommendations(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: pd.DataFrame) -> None:
+    st.subheader("Top recommendations", anchor=False)
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    n = c1.number_input("How many", 1, 100, 10, key="user_rec_n")
+    show_test = c2.toggle("Let their test movies appear (marked)", key="user_rec_test",
+                          help="Off: only movies this user never rated. On: their held-out test movies compete "
+                               "too, as they do when recall@k is measured; hits are marked with their rating.")
+    keep = ratings["set"] == "test" if show_test else np.zeros(len(ratings), dtype=bool)
+    exclude = tuple(ratings.loc[~keep, "item"].tolist())
+    recs = _recs(*key, user, int(n), exclude, sel, _items(*key, sel)).copy()
+    if show_test:
+        test = ratings[ratings["set"] == "test"].set_index("item")["rating"]
+        recs.insert(4, "their test rating", recs["item"].map(test))
+    st.dataframe(recs.drop(columns=["item"]), hide_index=True, column_config=RATING_COLUMNS, key="user_recs")
+    hidden = "movies they rated in train" if show_test else f"the {len(ratings)} movies they rated"
+    st.caption(f"Every movie but {hidden}, ranked by predicted rating.")
+
+
+def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: pd.DataFrame) -> None:
+    st.subheader("Why this prediction?", anchor=False)
+    model = sel.model
+    k = model.model_config.n_factors
+    items = _items(*key, sel)
+    c1, c2 = st.columns([1, 3])
+    source = c1.radio("Movie", ["From their ratings", "Any movie"], key=PICK_KEY,
+                      disabled=len(ratings) == 0, index=0 if len(ratings) else 1)
+    if source == "From their ratings" and len(ratings):
+        options = ratings["item"].tolist()
+        lookup = {i: f"{t} — rated {r:g} ({s})" for i, t, r, s in
+                  zip(ratings["item"], ratings["title"], ratings["rating"], ratings["set"])}
+        pick_key = "user_pick_rated"
+    else:
+        by_pop = items.sort_values("ratings", ascending=False, kind="stable")
+        options = by_pop["item"].tolist()
+        lookup = dict(zip(by_pop["item"], by_pop["label"] + " · " + by_pop["ratings"].astype(str) + " ratings"))
+        pick_key = "user_pick_any"
+    if st.session_state.get(pick_key) not in lookup:
+        st.session_state.pop(pick_key, None)
+    item = c2.selectbox("Choose the movie (type to search)", options, format_func=lambda i: lookup.get(i, str(i)),
+                        key=pick_key)
+    max_f = st.slider("Factors drawn one by one (the rest are summed into one bar)", 1, k, min(k, 12),
+                      key="user_wf_factors") if k > 1 else 1
+    d = views.explain_prediction(model, user, item)
+    steps = views.waterfall_steps(d, max_factors=int(max_f))
+    title = sel.data.title_of(item)
+    st.plotly_chart(charts.prediction_waterfall(steps, f"User {user} × {charts._short(title, 60)}"),
+                    key="user_waterfall")
+    parts = d["parts"]
+    factor_sum = sum(v for name, v in parts.items() if name.startswith("factor "))
+    terms = [parts[name] for name in ("global", "user bias", "item bias") if name in parts] + [factor_sum]
+    sum_text = f"{terms[0]:.3f} " + " ".join(f"{'−' if v < 0 else '+'} {abs(v):.3f}" for v in terms[1:])
+    formula = "g + b_u + b_i + Σ_f p_uf·q_if" if "user bias" in parts else "g + Σ_f p_uf·q_if"
+    lo, hi = d["rating_scale"]
+    lines = [f"**Raw sum** {formula} = {sum_text} = **{d['raw']:.4f}**."]
+    if d["output"] == "sigmoid":
+        a, b = d["output_range"]
+        lines.append(f"The output is a **sigmoid**: {a:g} + ({b:g} − {a:g})·σ({d['raw']:.3f}) = "
+                     f"{a + (b - a) / (1 + np.exp(-d['raw'])):.4f}" + (f", then clipped to [{lo:g}, {hi:g}]"
+                     if not lo <= a + (b - a) / (1 + np.exp(-d['raw'])) <= hi else "") + ".")
+    elif not lo <= d["raw"] <= hi:
+        lines.append(f"The raw sum is outside the rating scale, so the prediction is **clipped** to [{lo:g}, {hi:g}].")
+    lines.append(f"**Prediction: {d['prediction']:.4f}**" + (
+        f" (they rated it {ratings.set_index('item').at[item, 'rating']:g})" if item in set(ratings["item"]) else ""))
+    st.markdown("  \n".join(lines))
+
+
+# ---------------------------------------------------------------------------- the page
+st.title("One user")
+sel = selected_run()
+if sel is not None:
+    st.caption(sel.title)
+    user = pick_user(sel)
+    if user is not None:
+        key = (sel.run_id, _stamp(sel))
+        roles, note = _roles(*key, sel)
+        ratings = _user(*key, user, sel, roles)
+        profile(sel, user, ratings)
+        summary = views.error_summary(ratings)
+        errors(summary, note)
+        if len(ratings):
+            left, right = st.columns([3, 2])
+            left.plotly_chart(charts.actual_vs_predicted(ratings, sel.data.rating_scale), key="user_scatter")
+            with right:
+                st.markdown(f"**Their {len(ratings)} ratings**")
+                st.dataframe(ratings[["title", "rating", "predicted", "error", "set"]], hide_index=True, height=380,
+                             column_config=RATING_COLUMNS, key="user_ratings")
+        else:
+            st.info(f"User {user} has no ratings in {sel.data.name}.")
+        st.divider()
+        st.fragment(recommendations)(sel, key, user, ratings)
+        st.divider()
+        st.fragment(decomposition)(sel, key, user, ratings)

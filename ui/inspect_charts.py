@@ -1,0 +1,331 @@
+"""Plotly figures for the inspection pages: embeddings & biases, one user, one movie.
+
+Pure builders: DataFrames and arrays in (from :mod:`mfcore.inspect.views`), ``go.Figure``
+out. No ``st.*`` here, so the pages decide where a figure goes and tests can read the
+traces directly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ui.data_charts import log_ticks
+
+# One colour per role, the same on every inspection page.
+USER_COLOUR = "#1f77b4"
+ITEM_COLOUR = "#ff7f0e"
+TRAIN_COLOUR = "#1f77b4"
+TEST_COLOUR = "#d62728"
+OTHER_COLOUR = "#7f7f7f"
+PREDICTED_COLOUR = "#1f77b4"
+ACTUAL_COLOUR = "#2ca02c"
+UP_COLOUR = "#2ca02c"
+DOWN_COLOUR = "#d62728"
+TOTAL_COLOUR = "#1f3b73"
+HEATMAP_SCALE = "RdBu_r"  # red positive, blue negative, white at zero
+
+_MARGIN = dict(l=10, r=10, t=50, b=10)
+
+
+def _layout(fig: go.Figure, title: str, *, height: int = 340, x: str | None = None, y: str | None = None,
+            legend: bool = False) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title), margin=_MARGIN, height=height, showlegend=legend,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+    )
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
+    return fig
+
+
+def _short(text: str, n: int = 38) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def unique_labels(labels: Sequence[str], ids: Sequence[object]) -> list[str]:
+    """Labels made unique (a categorical plotly axis merges equal ones) by adding the id
+    to those that repeat."""
+    labels = [str(x) for x in labels]
+    seen = pd.Series(labels).duplicated(keep=False).to_numpy()
+    return [f"{lab} [{i}]" if dup else lab for lab, i, dup in zip(labels, ids, seen)]
+
+
+# ----------------------------------------------------------------------------- embeddings page
+
+
+def factor_heatmap(values: np.ndarray, labels: Sequence[str], title: str, *, groups: np.ndarray | None = None,
+                   what: str = "row", height: int = 520) -> go.Figure:
+    """Rows x factors as a heatmap (red positive, blue negative, white zero).
+
+    ``labels`` name the rows (shown on hover, top to bottom as given); the colour range
+    is symmetric and stops at the 99th percentile of |value|, so a few extreme entries
+    do not wash the rest out. ``groups`` (cluster of each row, in order) draws a line
+    between consecutive groups.
+    """
+    z = np.asarray(values, dtype=np.float64)
+    k = z.shape[1] if z.ndim == 2 else 0
+    finite = np.abs(z[np.isfinite(z)])
+    top = float(np.percentile(finite, 99)) if finite.size else 1.0
+    top = top if top > 0 else 1.0
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(k)), y=list(labels), colorscale=HEATMAP_SCALE, zmid=0.0, zmin=-top, zmax=top,
+        colorbar=dict(thickness=12, title=dict(text="value", side="right")),
+        hovertemplate=f"%{{y}}<br>factor %{{x}}: %{{z:.3f}}<extra></extra>",
+    ))
+    if groups is not None and len(groups) > 1:
+        for b in np.flatnonzero(np.diff(np.asarray(groups)) != 0):
+            fig.add_hline(y=b + 0.5, line_color="black", line_width=1)
+    _layout(fig, title, height=height, x="factor", y=f"{what}s ({len(z):,})")
+    fig.update_yaxes(autorange="reversed", showticklabels=False, type="category")
+    fig.update_xaxes(dtick=1 if k <= 16 else (4 if k <= 64 else 16), type="linear")
+    return fig
+
+
+def factor_share(spread: pd.DataFrame) -> go.Figure:
+    """Bars: each factor's share of the variance of the dot products, with the user and item
+    standard deviations on hover."""
+    fig = go.Figure(go.Bar(
+        x=spread["factor"], y=100.0 * spread["share"], marker_color="#6a51a3",
+        customdata=np.c_[spread["user_std"], spread["item_std"]],
+        hovertemplate=("factor %{x}: %{y:.1f}% of the variance<br>std over users %{customdata[0]:.3f}, "
+                       "over movies %{customdata[1]:.3f}<extra></extra>"),
+    ))
+    return _layout(fig, "How much each factor varies: var(users) × var(items), as a share of the sum",
+                   height=280, x="factor", y="% of the variance")
+
+
+def factor_histograms(hist: pd.DataFrame, *, item_word: str = "movies", columns: int = 4) -> go.Figure:
+    """Small multiples: per chosen factor, the distribution of its user values and its item
+    values (percent of each side), on shared bins (:func:`mfcore.inspect.views.factor_histograms`)."""
+    factors = list(dict.fromkeys(hist["factor"].tolist()))
+    if not factors:
+        return _layout(go.Figure(), "No factor chosen", height=200)
+    rows = math.ceil(len(factors) / columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[f"factor {f}" for f in factors],
+                        horizontal_spacing=0.04, vertical_spacing=0.12 if rows > 1 else 0.2)
+    for n, f in enumerate(factors):
+        r, c = n // columns + 1, n % columns + 1
+        for side, colour, name in (("users", USER_COLOUR, "users"), ("items", ITEM_COLOUR, item_word)):
+            part = hist[(hist["factor"] == f) & (hist["side"] == side)]
+            fig.add_trace(go.Bar(
+                x=(part["left"] + part["right"]) / 2, y=part["percent"], width=(part["right"] - part["left"]),
+                name=name, legendgroup=side, showlegend=n == 0, marker_color=colour, opacity=0.6,
+                hovertemplate=f"{name}<br>value %{{x:.3f}}: %{{y:.1f}}%<extra></extra>",
+            ), row=r, col=c)
+    fig.update_layout(barmode="overlay", bargap=0)
+    fig.update_annotations(font_size=12)
+    return _layout(fig, f"Factor values: users and {item_word} (percent of each)", height=120 + 190 * rows,
+                   legend=True)
+
+
+def norm_vs_popularity(table: pd.DataFrame, what: str, *, label: str = "title", colour: str = ITEM_COLOUR) -> go.Figure:
+    """Scatter: vector length (L2 norm) against the number of ratings, log x.
+
+    Rows without ratings cannot sit on a log axis and are left out (the title says how many).
+    """
+    rated = table[table["ratings"] > 0]
+    left_out = len(table) - len(rated)
+    hover_label = rated[label].astype(str).map(_short) if label in rated else rated.index.astype(str)
+    fig = go.Figure(go.Scattergl(
+        x=rated["ratings"], y=rated["norm"], mode="markers",
+        marker=dict(size=5, color=colour, opacity=0.55),
+        customdata=np.c_[hover_label, rated["bias"]],
+        hovertemplate="%{customdata[0]}<br>%{x:,} ratings<br>norm %{y:.3f}<br>bias %{customdata[1]:.3f}<extra></extra>",
+    ))
+    title = f"{what.capitalize()}: vector length against ratings"
+    if left_out:
+        title += f" ({left_out:,} without ratings left out)"
+    _layout(fig, title, height=360, x="ratings (log scale)", y="‖vector‖ (L2 norm)")
+    fig.update_xaxes(type="log", tickvals=log_ticks(rated["ratings"].to_numpy()), tickformat=",")
+    return fig
+
+
+def factor_ends(low: pd.DataFrame, high: pd.DataFrame, factor: int, *, height: int | None = None) -> go.Figure:
+    """Horizontal bars: the items at the negative and the positive end of one factor."""
+    both = pd.concat([low.sort_values("value", ascending=False), high.sort_values("value")])
+    both = both.drop_duplicates("item")
+    labels = unique_labels([_short(t, 45) for t in both["title"]], both["item"].tolist())
+    fig = go.Figure(go.Bar(
+        x=both["value"], y=labels, orientation="h",
+        marker_color=np.where(both["value"] >= 0, "#b2182b", "#2166ac"),
+        customdata=np.c_[both["genres"].astype(str), both["ratings"]],
+        hovertemplate="%{y}<br>value %{x:.3f}<br>%{customdata[0]}<br>%{customdata[1]:,} ratings<extra></extra>",
+    ))
+    _layout(fig, f"Factor {factor}: the movies at both ends", height=height or max(320, 22 * len(both) + 80),
+            x=f"value of factor {factor}")
+    fig.update_yaxes(type="category", automargin=True)
+    return fig
+
+
+def genre_means(profile: pd.DataFrame, factor: int, *, height: int | None = None) -> go.Figure:
+    """Horizontal bars: the mean value of one factor over each genre's movies."""
+    fig = go.Figure(go.Bar(
+        x=profile["mean"], y=profile["genre"], orientation="h",
+        marker_color=np.where(profile["mean"] >= 0, "#b2182b", "#2166ac"),
+        customdata=profile["items"],
+        hovertemplate="%{y}: %{x:+.3f} from the average, over %{customdata:,} movies<extra></extra>",
+    ))
+    _layout(fig, f"Factor {factor} by genre, relative to the average movie",
+            height=height or max(320, 22 * len(profile) + 80),
+            x=f"genre's mean − all movies' mean")
+    fig.update_yaxes(type="category", automargin=True)
+    return fig
+
+
+# ----------------------------------------------------------------------------- one user
+
+
+def _jitter(n: int, seed: int = 0, width: float = 0.12) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-width, width, n)
+
+
+def actual_vs_predicted(frame: pd.DataFrame, scale: tuple[float, float], *, jitter: bool = True) -> go.Figure:
+    """Scatter of one user's ratings: actual (x, jittered so equal stars do not overlap)
+    against predicted (y); train and test in different colours and symbols; the diagonal
+    is a perfect prediction. Hover shows the title and the exact numbers."""
+    lo, hi = (float(v) for v in scale)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#999", dash="dash"),
+                             name="perfect prediction", hoverinfo="skip"))
+    styles = {"train": (TRAIN_COLOUR, "circle"), "test": (TEST_COLOUR, "diamond"), "not used": (OTHER_COLOUR, "x")}
+    for n, (name, (colour, symbol)) in enumerate(styles.items()):
+        part = frame[frame["set"] == name]
+        if part.empty:
+            continue
+        x = part["rating"].to_numpy(dtype=np.float64)
+        if jitter:
+            x = x + _jitter(len(part), seed=n)
+        fig.add_trace(go.Scatter(
+            x=x, y=part["predicted"], mode="markers", name=f"{name} ({len(part)})",
+            marker=dict(color=colour, symbol=symbol, size=8 if name == "test" else 6, opacity=0.75),
+            customdata=np.c_[part["title"].astype(str), part["rating"], part["genres"].astype(str)],
+            hovertemplate=("%{customdata[0]}<br>%{customdata[2]}<br>rated %{customdata[1]}, "
+                           "predicted %{y:.2f}<extra>" + name + "</extra>"),
+        ))
+    _layout(fig, "Their ratings: actual against predicted", height=420, x="actual rating (jittered)",
+            y="predicted rating", legend=True)
+    pad = 0.35
+    fig.update_xaxes(range=[lo - pad, hi + pad])
+    fig.update_yaxes(range=[lo - pad, hi + pad])
+    return fig
+
+
+def _waterfall_trace(steps: pd.DataFrame) -> tuple[go.Waterfall, list[float]]:
+    """One plotly waterfall for ``steps`` and the running level after each bar."""
+    measure = steps["measure"].tolist()
+    values = steps["value"].to_numpy(dtype=np.float64)
+    running, levels = 0.0, []
+    for m, v in zip(measure, values):
+        running = v if m in ("absolute", "total") else running + v
+        levels.append(running)
+    text = [f"{v:.3f}" if m != "relative" else f"{v:+.3f}" for m, v in zip(measure, values)]
+    trace = go.Waterfall(
+        x=steps["label"], y=[None if m == "total" else v for m, v in zip(measure, values)], measure=measure,
+        text=text, textposition="outside", cliponaxis=False,
+        increasing=dict(marker=dict(color=UP_COLOUR)), decreasing=dict(marker=dict(color=DOWN_COLOUR)),
+        totals=dict(marker=dict(color=TOTAL_COLOUR)), connector=dict(line=dict(color="#999", width=1)),
+        hovertemplate="%{x}: %{text}<extra></extra>",
+    )
+    return trace, levels
+
+
+def _zoom(levels: list[float]) -> list[float]:
+    lo, hi = min(levels), max(levels)
+    span = max(hi - lo, 0.2)
+    return [lo - 0.25 * span, hi + 0.2 * span]
+
+
+def prediction_waterfall(steps: pd.DataFrame, title: str) -> go.Figure:
+    """The waterfall of :func:`mfcore.inspect.views.waterfall_steps`.
+
+    A linear, unclipped prediction: one panel, from the global mean through the biases and
+    the factors to the prediction. When the output squashes (sigmoid) or clips, a second,
+    narrow panel shows that last stage on its own axis: raw sum -> sigmoid/clip ->
+    prediction, so the parts stay readable next to a large output step. The y axes zoom
+    on the range the running sum visits (they do not start at 0).
+    """
+    output_rows = steps["kind"].isin(["output"]).to_numpy()
+    if not output_rows.any():
+        trace, levels = _waterfall_trace(steps)
+        fig = go.Figure(trace)
+        _layout(fig, title, height=440, y="rating (axis does not start at 0)")
+        fig.update_yaxes(range=_zoom(levels))
+        fig.update_xaxes(type="category", tickangle=-35)
+        return fig
+    raw_at = int(np.flatnonzero(steps["kind"].to_numpy() == "raw")[0])
+    parts = steps.iloc[: raw_at + 1]
+    final = steps.iloc[raw_at:].copy()
+    final.iloc[0, final.columns.get_loc("measure")] = "absolute"
+    sigmoid = "sigmoid" in final["label"].tolist()
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.78, 0.22], horizontal_spacing=0.07,
+                        subplot_titles=["the parts, " + ("before the sigmoid" if sigmoid else "before clipping"),
+                                        "output"])
+    left, left_levels = _waterfall_trace(parts)
+    right, right_levels = _waterfall_trace(final)
+    fig.add_trace(left, row=1, col=1)
+    fig.add_trace(right, row=1, col=2)
+    _layout(fig, title, height=460)
+    fig.update_yaxes(range=_zoom(left_levels), title_text="score before the sigmoid" if sigmoid else
+                     "rating (axis does not start at 0)", row=1, col=1)
+    fig.update_yaxes(range=_zoom(right_levels), title_text="rating", row=1, col=2)
+    fig.update_xaxes(type="category", tickangle=-35)
+    fig.update_annotations(font_size=12)
+    return fig
+
+
+# ----------------------------------------------------------------------------- one movie
+
+
+def rating_distributions(predicted: np.ndarray, actual: np.ndarray, scale: tuple[float, float],
+                         bin_width: float = 0.25) -> go.Figure:
+    """Overlaid histograms, in percent: the movie's predicted rating for every user, and
+    the ratings it actually got (numpy-binned, so a large user base stays small to send)."""
+    lo, hi = (float(v) for v in scale)
+    edges = np.arange(lo - bin_width / 2, hi + bin_width, bin_width)
+    fig = go.Figure()
+    for values, name, colour in ((np.asarray(predicted), "predicted, all users", PREDICTED_COLOUR),
+                                 (np.asarray(actual), "actual ratings", ACTUAL_COLOUR)):
+        if len(values) == 0:
+            continue
+        count, _ = np.histogram(values, bins=edges)
+        fig.add_trace(go.Bar(
+            x=(edges[:-1] + edges[1:]) / 2, y=100.0 * count / len(values), width=bin_width,
+            name=f"{name} ({len(values):,})", marker_color=colour, opacity=0.6,
+            customdata=count, hovertemplate=f"{name}<br>%{{x:.2f}}: %{{y:.1f}}% (%{{customdata:,}})<extra></extra>",
+        ))
+    fig.update_layout(barmode="overlay", bargap=0)
+    _layout(fig, "Its predicted rating across all users, and its actual ratings", height=360,
+            x="rating", y="% of each", legend=True)
+    fig.update_xaxes(range=[lo - 0.5, hi + 0.5])
+    return fig
+
+
+def group_bars(table: pd.DataFrame, title: str, *, height: int = 340) -> go.Figure:
+    """Grouped bars per demographic group: mean predicted rating (all users in the group)
+    and mean actual rating (those who rated it). Under each group's name: how many users
+    it has and how many of them rated the movie; the same on hover."""
+    groups = [f"{g}<br>{u:,} / {r:,}" for g, u, r in zip(table["group"], table["users"], table["raters"])]
+    fig = go.Figure([
+        go.Bar(x=groups, y=table["mean_predicted"], name="mean predicted (all its users)",
+               marker_color=PREDICTED_COLOUR, customdata=table["users"],
+               hovertemplate="mean predicted %{y:.2f} over %{customdata:,} users<extra></extra>"),
+        go.Bar(x=groups, y=table["mean_actual"], name="mean actual (those who rated it)",
+               marker_color=ACTUAL_COLOUR, customdata=table["raters"],
+               hovertemplate="mean actual %{y:.2f} from %{customdata:,} ratings<extra></extra>"),
+    ])
+    fig.update_layout(barmode="group", hovermode="x unified")
+    _layout(fig, title, height=height, y="mean rating", legend=True)
+    finite = pd.concat([table["mean_predicted"], table["mean_actual"]]).dropna()
+    if len(finite):
+        fig.update_yaxes(range=[max(0.0, float(finite.min()) - 0.4), float(finite.max()) + 0.2])
+    fig.update_xaxes(type="category", title_text="group (users / of them rated it)")
+    return fig

@@ -1,0 +1,248 @@
+"""The inspection pages (Embeddings & biases, One user, One movie) through AppTest, on real runs.
+
+Two short runs on the real ml-100k (from the ``shared_data`` fixture) are trained once
+for the module by the app's own job runner in a temporary runs folder: a linear biased
+model (8 factors, 5 epochs of per-rating SGD) and a sigmoid one (4 factors, Adam), so
+``ui.selection.selected_run()`` finds their checkpoints. A separate test with an empty
+runs folder checks that every page then asks for a run to be trained first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mfcore.config import ModelConfig, TrainConfig
+from mfcore.runs.runner import RunRequest
+from ui import jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+EMBEDDINGS, USER, MOVIE = "pages/embeddings.py", "pages/user.py", "pages/movie.py"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data):
+    """{"linear": run id, "sigmoid": run id}, trained into a module-wide runs folder."""
+    folder = tmp_path_factory.mktemp("inspect") / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MFSTUDIO_RUNS_DIR", str(folder))
+        mp.setenv("MFSTUDIO_DATA_DIR", str(shared_data))
+        mp.setenv("MFSTUDIO_CACHE", str(folder.parent / "cache"))
+        mp.setenv("MFSTUDIO_DOWNLOAD_BASE", "http://127.0.0.1:9")
+        runner = jobs._runner_for(str(folder.resolve()))
+        ids = {}
+        for name, model, train in (
+            ("sigmoid", ModelConfig(n_factors=4, global_bias="learned", init="uniform", init_low=0.0, init_high=0.05,
+                                    output="sigmoid", output_range=(0.0, 5.5)),
+             TrainConfig(optimizer="adam", lr=0.01, epochs=3, batch_size=4096, l2=0.0, l2_bias=0.0)),
+            ("linear", ModelConfig(n_factors=8), TrainConfig(optimizer="sgd", epochs=5, batch_size=1)),
+        ):
+            ids[name] = runner.submit(RunRequest("ml-100k", "random:0.1", 0, model, train, label=f"test-{name}"))
+            snap = runner.wait(ids[name], timeout=120)
+            assert snap.status == "finished", snap.message
+        yield ids
+        runner.shutdown(wait=True)
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def spec(at: AppTest, key_part: str) -> dict:
+    """The plotly JSON of the chart whose element id contains ``key_part``."""
+    for chart in at.get("plotly_chart"):
+        if key_part in chart.proto.id:
+            return json.loads(chart.proto.spec)
+    raise AssertionError(f"no plotly chart with key {key_part!r}; ids {[c.proto.id for c in at.get('plotly_chart')]}")
+
+
+def arr(value) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly's typed-array encoding {"dtype", "bdata", "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return out.reshape([int(v) for v in str(shape).split(",")]) if shape else out
+    return np.asarray(value, dtype=object)
+
+
+# AppTest's dataframes carry no key: each page's tables, in the order the page draws them.
+TABLES = {
+    EMBEDDINGS: ["emb_bias_items_high", "emb_bias_items_low", "emb_bias_users_high", "emb_bias_users_low",
+                 "emb_low", "emb_high"],
+    USER: ["user_ratings", "user_recs"],
+    MOVIE: ["movie_top", "movie_bottom", "movie_similar"],
+}
+
+
+def frame(at: AppTest, key: str):
+    page = next(p for p, keys in TABLES.items() if key in keys)
+    frames = at.dataframe
+    assert len(frames) == len(TABLES[page]), f"{len(frames)} tables on the page, expected {TABLES[page]}"
+    return frames[TABLES[page].index(key)].value
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def waterfall_total(at: AppTest) -> tuple[float, float]:
+    """(sum of the waterfall's steps, prediction shown in the text) of the One user page."""
+    fig = spec(at, "user_waterfall")
+    traces = fig["data"]
+    total = 0.0
+    for n, trace in enumerate(traces):
+        for m, y in zip(trace["measure"], arr(trace["y"])):
+            if m == "relative" or (m == "absolute" and n == 0):
+                total += y
+    # A second panel (sigmoid/clip) restarts from the raw sum: its steps add to it.
+    if len(traces) == 2:
+        total = sum(y for m, y in zip(traces[1]["measure"], arr(traces[1]["y"])) if m != "total")
+    text = " ".join(m.value for m in at.markdown)
+    shown = float(re.search(r"\*\*Prediction: ([0-9.]+)\*\*", text).group(1))
+    return total, shown
+
+
+# ---------------------------------------------------------------------------- no runs
+def test_every_page_asks_for_a_run_when_there_is_none(monkeypatch, tmp_path, runs):
+    monkeypatch.setenv("MFSTUDIO_RUNS_DIR", str(tmp_path / "empty"))
+    for page in (EMBEDDINGS, USER, MOVIE):
+        at = open_page(page)
+        assert any("No trained model yet" in i.value for i in at.info), [i.value for i in at.info]
+        assert not at.get("plotly_chart") and not at.dataframe
+
+
+# ---------------------------------------------------------------------------- embeddings
+def test_embeddings_page_draws_factors_biases_and_factor_meaning(runs, monkeypatch, shared_data):
+    at = open_page(EMBEDDINGS)
+    assert at.title[0].value == "Embeddings & biases"
+    assert "8 factors" in at.caption[0].value  # the newest run (linear) is selected
+    users = spec(at, "emb_heat_users")["data"][0]
+    items = spec(at, "emb_heat_items")["data"][0]
+    assert arr(users["z"]).shape == (500, 8)  # 943 users, sampled to 500
+    assert arr(items["z"]).shape == (500, 8)
+    assert any("random sample of 500 of the 1,682 movies" in c.value for c in at.caption)
+    high = frame(at, "emb_bias_items_high")
+    assert len(high) == 10 and high["ratings"].min() >= 20 and high["bias"].is_monotonic_decreasing
+    low = frame(at, "emb_bias_users_low")
+    assert {"age", "gender", "occupation"} <= set(low.columns)
+    ends_low, ends_high = frame(at, "emb_low"), frame(at, "emb_high")
+    assert len(ends_low) == len(ends_high) == 10
+    assert ends_low["value"].max() <= ends_high["value"].min()
+
+    # Another factor, clusters, all rows, a lower bias floor: each redraws without error.
+    first = int(at.selectbox(key="emb_factor").value)
+    other = next(f for f in range(8) if f != first)
+    at.selectbox(key="emb_factor").set_value(other).run()
+    assert not at.exception, at.exception
+    assert frame(at, "emb_low")["value"].tolist() != ends_low["value"].tolist()
+    at.select_slider(key="emb_rows").set_value(2000).run()
+    assert not at.exception, at.exception
+    assert list(spec(at, "emb_heat_items")["data"][0]["y"][:2]) == ["Star Wars (1977)", "Contact (1997)"]
+    at.segmented_control(key="emb_order").set_value("cluster").run()
+    assert not at.exception, at.exception
+    heat = spec(at, "emb_heat_items")
+    assert arr(heat["data"][0]["z"]).shape == (1682, 8)
+    assert any("k-means clusters" in c.value and "all 1,682 movies" in c.value.lower() for c in at.caption)
+    at.number_input(key="emb_bias_floor").set_value(0).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="emb_hist_factors").set_value([0, 3]).run()
+    assert not at.exception, at.exception
+    titles = [a["text"] for a in spec(at, "emb_hists")["layout"]["annotations"]]
+    assert titles == ["factor 0", "factor 3"]
+
+
+# ---------------------------------------------------------------------------- one user
+def test_user_page_ratings_errors_recommendations_and_an_exact_waterfall(runs):
+    at = open_page(USER)
+    assert at.text_input(key="user_page_id").value == "1"
+    ratings = frame(at, "user_ratings")
+    assert "Toy Story (1995)" in ratings["title"].tolist() and len(ratings) == 272
+    assert set(ratings["set"]) == {"train", "test"}
+    assert metric(at, "Occupation") == "technician" and metric(at, "Age") == "24"
+    for label in ("RMSE on train", "MAE on train", "RMSE on test", "MAE on test"):
+        assert 0 < float(metric(at, label)) < 2.5
+    scatter = spec(at, "user_scatter")["data"]
+    names = [t["name"] for t in scatter]
+    assert any(n.startswith("train") for n in names) and any(n.startswith("test") for n in names)
+    recs = frame(at, "user_recs")
+    assert len(recs) == 10 and not set(recs["title"]) & set(ratings["title"])
+    assert recs["predicted"].is_monotonic_decreasing
+    total, shown = waterfall_total(at)
+    assert total == pytest.approx(shown, abs=1e-3)
+
+    # Any movie, fewer factors drawn one by one: still adds up.
+    at.radio(key="user_page_source").set_value("Any movie").run()
+    at.selectbox(key="user_pick_any").set_value(1).run()  # Toy Story
+    at.slider(key="user_wf_factors").set_value(3).run()
+    assert not at.exception, at.exception
+    labels = spec(at, "user_waterfall")["data"][0]["x"]
+    assert "other 5 factors" in labels
+    total, shown = waterfall_total(at)
+    assert total == pytest.approx(shown, abs=1e-3)
+
+    # Another user; then ids that do not exist: a message, no traceback.
+    at.text_input(key="user_page_id").set_value("42").run()
+    assert not at.exception, at.exception
+    assert len(frame(at, "user_ratings")) == 183
+    for bad in ("99999", "abc"):
+        at.text_input(key="user_page_id").set_value(bad).run()
+        assert not at.exception, at.exception
+        assert any(f"There is no user **{bad}**" in w.value for w in at.warning), [w.value for w in at.warning]
+        assert not at.dataframe
+
+    # Test movies may compete in the recommendations.
+    at.text_input(key="user_page_id").set_value("1").run()
+    at.toggle(key="user_rec_test").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "their test rating" in frame(at, "user_recs").columns
+
+
+def test_user_page_shows_the_sigmoid_as_its_own_step(runs):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(USER).run()
+    at.sidebar.selectbox[0].set_value(runs["sigmoid"]).run()
+    assert not at.exception, at.exception
+    traces = spec(at, "user_waterfall")["data"]
+    assert len(traces) == 2 and traces[1]["x"][:2] == ["raw sum", "sigmoid"]
+    total, shown = waterfall_total(at)
+    assert total == pytest.approx(shown, abs=1e-3)
+    assert any("The output is a **sigmoid**" in m.value for m in at.markdown)
+
+
+# ---------------------------------------------------------------------------- one movie
+def test_movie_page_distributions_groups_and_similar_movies(runs):
+    at = open_page(MOVIE)
+    assert "Star Wars (1977)" in at.selectbox(key="movie_page_item").format_func(at.selectbox(key="movie_page_item").value)
+    assert metric(at, "Users who rated it") == "583"
+    hist = spec(at, "movie_hist")["data"]
+    assert [t["name"] for t in hist] == ["predicted, all users (943)", "actual ratings (583)"]
+    top, bottom = frame(at, "movie_top"), frame(at, "movie_bottom")
+    assert len(top) == len(bottom) == 10 and top["predicted"].min() >= bottom["predicted"].max()
+    for key in ("age_group", "gender", "occupation"):
+        bars = spec(at, f"movie_group_{key}")["data"]
+        assert [b["name"].split(" (")[0] for b in bars] == ["mean predicted", "mean actual"]
+    gender = spec(at, "movie_group_gender")["data"][0]
+    assert sum(int(x.split("<br>")[1].split(" / ")[0]) for x in gender["x"]) == 943
+    sim = frame(at, "movie_similar")
+    assert len(sim) == 10 and "Star Wars (1977)" not in sim["title"].tolist()
+    assert sim["similarity"].is_monotonic_decreasing and sim["ratings"].min() >= 20
+    assert {"title", "genres", "similarity"} <= set(sim.columns)
+
+    at.selectbox(key="movie_page_item").set_value(1).run()  # Toy Story
+    assert not at.exception, at.exception
+    assert metric(at, "Users who rated it") == "452"
+    at.toggle(key="movie_sim_centre").set_value(True).run()
+    at.number_input(key="movie_sim_floor").set_value(0).run()
+    assert not at.exception, at.exception
+    sim = frame(at, "movie_similar")
+    assert len(sim) == 10 and np.all(sim["similarity"].to_numpy() <= 1.0 + 1e-9)

@@ -82,6 +82,12 @@ class TrainConfig:
     """How a row's total L2 grows with its number of training ratings n: as n^power.
     1 = classic per-rating L2 (each rating adds l2); 0.5 = square root, i.e. per rating
     l2·(n̄/n)^0.5, which lets heavily rated users and movies keep more of their signal."""
+    implicit_feedback: bool = False
+    """Per-rating SGD only: learn from WHICH movies each user rated in training too
+    (SVD++-style); the result is folded into the user vectors, so the model keeps the
+    plain biased-MF form."""
+    l2_implicit: float = 1.5
+    """L2 on the implicit-feedback item vectors (with implicit_feedback)."""
     weight_decay: float = 0.0
     """Optimizer weight decay on all parameters (the D2L/fastai way); 0 = off."""
     momentum: float = 0.0
@@ -104,6 +110,11 @@ class TrainConfig:
         _check_float("l2", self.l2, 0.0, 1e4)
         _check_float("l2_bias", self.l2_bias, 0.0, 1e4)
         _check_float("l2_count_power", self.l2_count_power, 0.0, 1.0)
+        _check_float("l2_implicit", self.l2_implicit, 0.0, 1e4)
+        if self.implicit_feedback and (self.optimizer != "sgd" or self.batch_size != 1 or self.momentum
+                                       or self.weight_decay):
+            raise ConfigError("implicit_feedback", "needs per-rating SGD: optimizer sgd, batch size 1, "
+                              "no momentum, no weight decay")
         _check_float("weight_decay", self.weight_decay, 0.0, 10.0)
         _check_float("momentum", self.momentum, 0.0, 0.999)
         _check_float("lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)
@@ -180,5 +191,7 @@ def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bo
 
 def check_combination(model: ModelConfig, train: TrainConfig) -> None:
     """Checks that need both configs (each is valid alone)."""
+    if train.implicit_feedback and model.output != "linear":
+        raise ConfigError("implicit_feedback", "works with the linear output only; set output to 'linear'")
     if train.optimizer == "als" and model.output != "linear":
         raise ConfigError("output", "ALS solves least squares on a linear output; use output 'linear' or an SGD-family optimizer")

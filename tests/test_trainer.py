@@ -38,6 +38,8 @@ CONFIGS = {
     "adam-count-weighted-l2": (ModelConfig(n_factors=4), TrainConfig(optimizer="adam", lr=0.02, batch_size=64, epochs=4,
                                                                       l2=0.05, l2_count_power=0.5)),
     "als-count-weighted-l2": (ModelConfig(n_factors=4), TrainConfig(optimizer="als", epochs=4, l2=0.5, l2_count_power=0.5)),
+    "sgd-implicit-feedback": (ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=0.02, batch_size=1, epochs=4,
+                                                                     l2=0.05, implicit_feedback=True, l2_implicit=1.0)),
     "full-batch": (ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=20.0, batch_size=0, epochs=4, momentum=0.5)),
 }
 
@@ -75,7 +77,7 @@ def test_event_sequence_and_learning(data_and_split, name, device):
         assert event_from_dict(event_to_dict(e)) == e
 
 
-@pytest.mark.parametrize("name", ["sgd-per-rating", "adam", "sparse-adam", "als"])
+@pytest.mark.parametrize("name", ["sgd-per-rating", "adam", "sparse-adam", "als", "sgd-implicit-feedback"])
 def test_same_seed_same_model(data_and_split, name):
     data, split = data_and_split
     mc, tc = CONFIGS[name]

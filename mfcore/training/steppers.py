@@ -86,6 +86,10 @@ def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> St
         from mfcore.training.als import ALSStepper
 
         return ALSStepper(model, config, train)
+    if config.implicit_feedback:
+        from mfcore.training.implicit import ImplicitSGDStepper
+
+        return ImplicitSGDStepper(model, config, train)
     if (
         config.optimizer == "sgd"
         and config.batch_size == 1

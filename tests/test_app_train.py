@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from mfcore.presets import PRESETS
 from mfcore.runs.store import RunStore
 from ui import jobs, train_form
-from ui.run_charts import learning_curve, point_count
+from ui.run_charts import learning_curve, overlay, point_count, throughput, within_epoch_points
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -293,8 +293,18 @@ def test_the_live_chart_draws_within_epoch_points():
     fig = learning_curve(history, {"global_mean_rmse": 1.1, "baseline_rmse": 0.97}, progress=progress)
     assert point_count(fig, "test RMSE") == 1
     assert point_count(fig, "train, within epoch") == 3
-    names = [t.name for t in fig.data]
+    names = [t["name"] for t in fig["data"]]
     assert any(n.startswith("global mean") for n in names) and any(n.startswith("biases only") for n in names)
+    # the specs are valid plotly figures (st.plotly_chart validates them the same way)
+    import plotly.graph_objects as go
+
+    go.Figure(fig)
+    go.Figure(throughput(history))
+    go.Figure(overlay([{"label": "a", "history": history, "baselines": {"baseline_rmse": 0.9}},
+                       {"label": "b", "history": history, "baselines": {"baseline_rmse": 0.8}}]))
+    # within-epoch points of two epochs are two segments, split by a gap
+    xs, _ = within_epoch_points(progress + [{"epoch": 3, "done": 10, "total": 100, "train_loss": 0.6}])
+    assert xs.count(None) == 1
 
 
 # ---------------------------------------------------------------------------- runs page

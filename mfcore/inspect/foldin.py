@@ -11,7 +11,7 @@ ridge regression ALS solves for every user in a sweep.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -66,10 +66,41 @@ def fold_in(trained: TrainedModel, ratings: Mapping[Any, float], *, l2: float | 
     return FoldedUser(vector=vec, bias=bias, ratings={k: float(v) for k, v in ratings.items()})
 
 
-def recommend_for(trained: TrainedModel, folded: FoldedUser, n: int = 10) -> pd.DataFrame:
-    """Top-``n`` unrated items for a folded-in user, with predicted ratings."""
+def recommend_for(trained: TrainedModel, folded: FoldedUser, n: int = 10, *,
+                  exclude: Iterable[Any] = ()) -> pd.DataFrame:
+    """Top-``n`` unrated items for a folded-in user, with predicted ratings; ``exclude``:
+    more raw item ids to leave out (e.g. rarely rated ones)."""
     scores = folded.predict(trained).astype(np.float64)
-    return trained._top(scores, n, folded.ratings.keys()).rename(columns={"score": "predicted"})
+    skip = list(folded.ratings.keys()) + list(exclude)
+    return trained._top(scores, n, skip).rename(columns={"score": "predicted"})
+
+
+def decompose_folded(trained: TrainedModel, folded: FoldedUser, item: Any) -> dict[str, Any]:
+    """A folded-in user's prediction for ``item`` split into its parts, in the shape of
+    :meth:`TrainedModel.decompose` (plus ``output_range``), so the same waterfall draws it.
+
+    ``parts`` (g, the new user's bias, the item's bias, each factor's p_f·q_if) add up to
+    ``raw`` exactly; ``prediction`` is what :meth:`FoldedUser.predict` returns.
+    """
+    i = int(_indices(trained, [item])[0])
+    q = trained.item_factors()[i].astype(np.float64)
+    p = np.asarray(folded.vector, dtype=np.float64)
+    parts: dict[str, float] = {"global": trained.global_bias}
+    if trained.model_config.use_bias:
+        parts["user bias"] = float(folded.bias)
+        parts["item bias"] = float(trained.item_biases()[i])
+    for f, v in enumerate(p * q):
+        parts[f"factor {f}"] = float(v)
+    return {
+        "parts": parts,
+        "raw": float(sum(parts.values())),
+        "output": trained.model_config.output,
+        "output_range": tuple(float(v) for v in trained.model.output_range),
+        "rating_scale": trained.model.rating_scale,
+        "prediction": float(folded.predict(trained, np.array([item]))[0]),
+        "known_user": True,
+        "known_item": True,
+    }
 
 
 def _indices(trained: TrainedModel, items) -> np.ndarray:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from mfcore.errors import ConfigError
 
 METHODS = ("pca", "tsne", "umap")
 TSNE_MAX_POINTS = 5_000  # t-SNE is O(n log n) but slow in practice on 2 cores past this
+TSNE_THREADS = 1  # OpenMP threads for t-SNE (see project)
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,14 @@ def project(factors: np.ndarray, method: str = "pca", *, seed: int = 0, max_poin
         return Projection(coords, rows, method, note, ev)
     if method == "tsne":
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
         perplexity = float(min(30.0, max(2.0, (len(Xs) - 1) / 3)))
-        coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(Xs)
+        # One OpenMP thread: on a shared server (or a busy laptop) sklearn's default of one
+        # thread per core spin-waits against the other work and runs 2-15x slower (measured:
+        # 120 points, 2 cores under load, 2.7 s with one thread against 40 s with two).
+        with threadpool_limits(limits=TSNE_THREADS):
+            coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(Xs)
         return Projection(coords.astype(np.float32), rows, method, note)
     if not umap_available():
         raise ConfigError("method", "UMAP is not installed (pip install umap-learn); use pca or tsne")
@@ -63,12 +70,39 @@ def project(factors: np.ndarray, method: str = "pca", *, seed: int = 0, max_poin
     return Projection(np.asarray(coords, dtype=np.float32), rows, method, note)
 
 
-def _pca(X: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-    """PCA by SVD of the centred data, signs fixed (largest loading positive) so
-    the same factors always give the same picture."""
-    Xc = X - X.mean(axis=0, keepdims=True)
-    if len(X) < 2 or X.shape[1] < 1:
-        return np.zeros((len(X), 2), np.float32), (0.0, 0.0)
+@dataclass(frozen=True)
+class PCAFit:
+    """A 2D PCA fitted on one factor matrix, to place other vectors in the same picture
+    (e.g. a folded-in new user among the trained users)."""
+
+    mean: np.ndarray
+    """[k] mean of the rows the PCA was fitted on."""
+    components: np.ndarray
+    """[k, 2] the two principal directions (signs fixed: largest loading positive)."""
+    explained_variance: tuple[float, float]
+    """Share of the total variance along each direction."""
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """[n, 2] float32 coordinates of ``vectors`` ([n, k] or one [k] vector) on the fitted axes."""
+        V = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if V.shape[1] != len(self.mean):
+            raise ConfigError("vectors", f"have {V.shape[1]} columns but the PCA was fitted on {len(self.mean)}")
+        return ((V - self.mean) @ self.components).astype(np.float32)
+
+
+def fit_pca(factors: np.ndarray) -> PCAFit:
+    """Fit the 2D PCA that :func:`project` uses for ``"pca"`` (all rows, no sampling).
+
+    ``project(X, "pca").coords`` equals ``fit_pca(X).transform(X)``.
+    """
+    X = np.asarray(factors, dtype=np.float32)
+    if X.ndim != 2:
+        raise ConfigError("factors", f"must be a 2-D (rows x factors) array, got shape {X.shape}")
+    k = X.shape[1]
+    mean = X.mean(axis=0) if len(X) else np.zeros(k, np.float32)
+    if len(X) < 2 or k < 1:
+        return PCAFit(mean.astype(np.float32), np.zeros((k, 2)), (0.0, 0.0))
+    Xc = X - mean
     # Covariance eigendecomposition: k x k, fast even for 60k x 64.
     cov = (Xc.T.astype(np.float64) @ Xc) / max(1, len(X) - 1)
     vals, vecs = np.linalg.eigh(cov)
@@ -81,7 +115,16 @@ def _pca(X: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     comps = comps * signs
     total = float(vals.sum()) or 1.0
     ev = tuple(float(vals[o]) / total for o in order) + (0.0,) * (2 - len(order))
-    return (Xc @ comps).astype(np.float32), (ev[0], ev[1])
+    return PCAFit(mean.astype(np.float32), comps, (ev[0], ev[1]))
+
+
+def _pca(X: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """PCA by eigendecomposition of the covariance, signs fixed (largest loading positive)
+    so the same factors always give the same picture."""
+    fit = fit_pca(X)
+    if len(X) < 2 or X.shape[1] < 1:
+        return np.zeros((len(X), 2), np.float32), (0.0, 0.0)
+    return fit.transform(X), fit.explained_variance
 
 
 def align_to(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
@@ -105,3 +148,27 @@ def aligned_frames(snapshots: list[np.ndarray], *, seed: int = 0) -> list[np.nda
     for e in range(len(frames) - 2, -1, -1):
         frames[e] = align_to(frames[e + 1], frames[e])
     return frames
+
+
+def recovery_over_epochs(snapshots: list[dict[str, np.ndarray]], truth: dict[str, np.ndarray], *,
+                         item_rows: np.ndarray | None = None, user_rows: np.ndarray | None = None) -> pd.DataFrame:
+    """:func:`~mfcore.data.synthetic.factor_recovery` of each epoch's snapshot against the
+    planted factors of a synthetic dataset.
+
+    ``item_rows``/``user_rows`` give, for each model row, the row of ``truth`` (the data's
+    dense index; default: the same order). Columns: ``epoch`` (1-based), ``items``,
+    ``users`` (0..1; 1 = the planted subspace is recovered exactly).
+    """
+    from mfcore.data.synthetic import factor_recovery
+
+    true_items = np.asarray(truth["item_factors"])
+    true_users = np.asarray(truth["user_factors"])
+    if item_rows is not None:
+        true_items = true_items[np.asarray(item_rows)]
+    if user_rows is not None:
+        true_users = true_users[np.asarray(user_rows)]
+    rows = []
+    for epoch, snap in enumerate(snapshots, start=1):
+        rows.append((epoch, factor_recovery(snap["item_factors"].astype(np.float64), true_items),
+                     factor_recovery(snap["user_factors"].astype(np.float64), true_users)))
+    return pd.DataFrame(rows, columns=["epoch", "items", "users"])

@@ -1,0 +1,313 @@
+"""2D map: the learned movie (or user) vectors squeezed into a picture.
+
+PCA, t-SNE and (when installed) UMAP of the factor matrix, coloured by genre, mean rating,
+popularity or bias and sized by popularity; a search that stars one movie and rings its
+nearest neighbours (cosine of the item factors); the coordinates as CSV. Below: the map
+learning epoch by epoch (Procrustes-aligned PCA frames) and, on synthetic data, the
+planted factors beside the learned ones. Projections come from
+:mod:`mfcore.inspect.projection`, cached per run, checkpoint, method and seed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mfcore.inspect import projection as proj
+from mfcore.inspect import views
+from ui import map_charts as charts
+from ui.selection import SelectedRun, selected_run
+
+MAP_MAX_POINTS = 60_000  # WebGL draws ml-25m's 59,047 movies; users past this are sampled
+ANIMATION_MAX_POINTS = 4_000  # SVG frames (plotly cannot animate WebGL) stay smooth up to here
+TSNE_DEFAULT_POINTS = 2_000  # t-SNE of 2,000 points: ~10-30 s once per run and seed (then cached)
+METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+WHAT = {"movies": ("item_factors", charts.ITEM_COLOURS), "users": ("user_factors", charts.USER_COLOURS)}
+
+
+def _stamp(sel: SelectedRun) -> float:
+    try:
+        return os.path.getmtime(sel.snapshot.checkpoint_path)
+    except (OSError, TypeError):
+        return 0.0
+
+
+# ---------------------------------------------------------------------------- cached numbers
+@st.cache_resource(show_spinner="Listing the movies…", max_entries=6)
+def _items(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
+    """One row per model item, in model order, with what the map draws (read-only)."""
+    table = views.item_table(_sel.model, _sel.data)
+    table["genre"] = charts.first_genre(table["genres"])
+    table["size"] = charts.point_sizes(table["ratings"].to_numpy())
+    table["hover"] = charts.item_hover(table)
+    table["label"] = table["title"].where(table["title"] != "", "item " + table["item"].astype(str))
+    return table
+
+
+@st.cache_resource(show_spinner="Listing the users…", max_entries=6)
+def _users(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
+    table = views.user_table(_sel.model, _sel.data)
+    table["size"] = charts.point_sizes(table["ratings"].to_numpy(), small=2.5, large=10.0)
+    table["hover"] = charts.user_hover(table)
+    table["label"] = "user " + table["user"].astype(str)
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _projection(run_id: str, stamp: float, what: str, method: str, seed: int, cap: int,
+                _sel: SelectedRun) -> proj.Projection:
+    """The 2D projection (cached per run, checkpoint time, what, method, seed and sample cap)."""
+    factors = _sel.model.item_factors() if what == "movies" else _sel.model.user_factors()
+    return proj.project(factors, method, seed=seed, max_points=cap)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _neighbours(run_id: str, stamp: float, item: Any, n: int, _sel: SelectedRun) -> pd.DataFrame:
+    return _sel.model.similar_items(item, n=n)
+
+
+@st.cache_data(show_spinner="Aligning the epochs…", max_entries=8)
+def _frames(run_id: str, stamp: float, what: str, cap: int, _sel: SelectedRun) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(model rows drawn, one aligned PCA frame per epoch) from the run's snapshots."""
+    key = WHAT[what][0]
+    snaps = _sel.model.snapshots
+    n = len(snaps[0][key])
+    rows = np.arange(n) if n <= cap else np.sort(np.random.default_rng(0).choice(n, cap, replace=False))
+    return rows, proj.aligned_frames([s[key][rows] for s in snaps])
+
+
+@st.cache_data(show_spinner="Comparing with the planted factors…", max_entries=8)
+def _planted(run_id: str, stamp: float, _sel: SelectedRun) -> dict[str, Any] | None:
+    """Planted and learned item maps (learned rotated onto planted) and recovery per epoch."""
+    from mfcore.data.synthetic import factor_recovery
+
+    model, data = _sel.model, _sel.data
+    item_rows = data.item_ids.indices_of(model.item_ids.raw)
+    user_rows = data.user_ids.indices_of(model.user_ids.raw)
+    if (item_rows < 0).any() or (user_rows < 0).any():
+        return None
+    truth = data.truth
+    planted = proj.project(truth["item_factors"][item_rows], "pca")
+    learned = proj.project(model.item_factors(), "pca")
+    curve = proj.recovery_over_epochs(model.snapshots, truth, item_rows=item_rows, user_rows=user_rows)
+    return {
+        "planted": planted.coords,
+        "planted_ev": planted.explained_variance,
+        "learned": proj.align_to(planted.coords, learned.coords),
+        "curve": curve,
+        "final_items": factor_recovery(model.item_factors(), truth["item_factors"][item_rows]),
+        "final_users": factor_recovery(model.user_factors(), truth["user_factors"][user_rows]),
+        "rank": int(truth["item_factors"].shape[1]),
+    }
+
+
+def _csv(points: pd.DataFrame, id_col: str, method: str) -> bytes:
+    cols = [c for c in (id_col, "title", "genres", "x", "y", "ratings", "mean_rating", "bias") if c in points.columns]
+    return points[cols].assign(method=method).to_csv(index=False).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------- sections
+def controls(sel: SelectedRun) -> tuple[str, str]:
+    c1, c2 = st.columns([1, 2])
+    what = c1.radio("Show", ["movies", "users"], horizontal=True, key="map_what",
+                    help="Movies: the item factor vectors q_i. Users: the user factor vectors p_u.")
+    colours = dict(WHAT[what][1])
+    users = sel.data.users
+    for col in ("gender", "age_group", "occupation"):
+        if what == "users" and (users is None or col not in users.columns):
+            colours.pop(col, None)
+    options = list(colours)
+    if st.session_state.get("map_colour") not in options:
+        st.session_state["map_colour"] = options[0]
+    colour = c2.selectbox("Colour by", options, format_func=lambda c: colours[c][0], key="map_colour",
+                          help="Size always grows with popularity (how many ratings).")
+    return what, colour
+
+
+def _search(sel: SelectedRun, what: str, table: pd.DataFrame) -> tuple[Any | None, int]:
+    """The searched movie (raw id) or user and how many neighbours to ring."""
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    if what == "users":
+        text = c1.text_input("Find a user (id)", key="map_user_search", placeholder="e.g. 42")
+        text = (text or "").strip()
+        if not text:
+            return None, 0
+        hit = table.index[table["user"].astype(str) == text]
+        if not len(hit):
+            st.warning(f"There is no user **{text}** in this model.", icon=":material/person_off:")
+            return None, 0
+        return table.at[hit[0], "user"], 0
+    text = c1.text_input("Find a movie", key="map_search", placeholder="part of a title, e.g. star wars",
+                         help="Highlights the movie (red star) and rings its nearest neighbours.")
+    hits = charts.find_titles(table, text)
+    n = int(c3.number_input("Neighbours", 0, 50, 10, key="map_neighbours",
+                            help="Movies with the most similar factor vectors (cosine)."))
+    if not (text or "").strip():
+        return None, n
+    if not len(hits):
+        st.warning(f"No movie title contains “{text.strip()}”.", icon=":material/search_off:")
+        return None, n
+    labels = dict(zip(hits["item"], hits["label"] + " · " + hits["ratings"].map("{:,}".format) + " ratings"))
+    options = list(labels)
+    if st.session_state.get("map_pick") not in labels:
+        st.session_state["map_pick"] = options[0]
+    item = c2.selectbox(f"{len(hits)} match{'es' if len(hits) != 1 else ''}", options, key="map_pick",
+                        format_func=lambda i: labels.get(i, str(i)))
+    return (item.item() if isinstance(item, np.generic) else item), n
+
+
+def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) -> None:
+    methods = ["pca", "tsne"] + (["umap"] if proj.umap_available() else [])
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    method = c1.radio("Projection", methods, horizontal=True, format_func=METHOD_LABELS.get, key="map_method",
+                      help="PCA: a linear view along the two directions of largest spread; distances mean "
+                           "something. t-SNE/UMAP: neighbourhoods are kept, global distances and cluster sizes "
+                           "are not." + ("" if "umap" in methods else " (UMAP: pip install umap-learn.)"))
+    table = _items(*key, sel) if what == "movies" else _users(*key, sel)
+    n = len(table)
+    if method == "pca":
+        seed, cap = 0, min(n, MAP_MAX_POINTS)
+    else:
+        seed = int(c2.number_input("Seed", 0, 10_000, 0, key="map_seed",
+                                   help="t-SNE and UMAP start from a random layout: another seed, another picture."))
+        top = min(n, proj.TSNE_MAX_POINTS)
+        cap = int(c3.number_input("Sample size", min(100, top), top, min(TSNE_DEFAULT_POINTS, top), step=500,
+                                  key="map_cap", help=f"{METHOD_LABELS[method]} grows slow with many points; "
+                                                      f"at most {proj.TSNE_MAX_POINTS:,}."))
+    searched, n_neigh = _search(sel, what, table)
+    spin = f"{METHOD_LABELS[method]} of {min(cap, n):,} points…" + (" (t-SNE: up to a minute, once)" if method == "tsne" else "")
+    with st.spinner(spin):
+        p = _projection(*key, what, method, seed, cap, sel)
+    points = table.iloc[p.rows].reset_index(drop=True)
+    points["x"], points["y"] = p.coords[:, 0], p.coords[:, 1]
+    id_col = "item" if what == "movies" else "user"
+    pos = pd.Series(np.arange(len(points)), index=points[id_col].to_numpy())
+
+    focus = neighbours = None
+    sim = None
+    if searched is not None:
+        if searched in pos.index:
+            focus = points.iloc[[int(pos[searched])]]
+        else:
+            st.info(f"{table.set_index(id_col).at[searched, 'label']} is not in this {METHOD_LABELS[method]} sample: "
+                    "choose PCA (it draws everything) or a larger sample.", icon=":material/info:")
+        if what == "movies" and n_neigh > 0:
+            sim = _neighbours(*key, searched, n_neigh, sel)
+            sim = sim.assign(rank=np.arange(1, len(sim) + 1))
+            on_map = sim[sim["item"].isin(pos.index)]
+            neighbours = points.iloc[pos[on_map["item"]].to_numpy()].assign(rank=on_map["rank"].to_numpy())
+    k = sel.model.model_config.n_factors
+    axes = ("PC1", "PC2") if method == "pca" else (f"{METHOD_LABELS[method]} 1", f"{METHOD_LABELS[method]} 2")
+    if method == "pca" and p.explained_variance is not None:
+        ev = p.explained_variance
+        axes = (f"PC1 ({100 * ev[0]:.0f}% of the spread)", f"PC2 ({100 * ev[1]:.0f}%)")
+    title = f"{METHOD_LABELS[method]} of the {k}-factor {what[:-1]} vectors"
+    fig = charts.map_figure(points, colour, colours=WHAT[what][1], title=title, axes=axes,
+                            neighbours=neighbours, focus=focus)
+    st.plotly_chart(fig, key="map_chart", config={"scrollZoom": True})
+    note = f"Showing {p.note}."
+    if method == "pca" and p.explained_variance is not None:
+        note += (f" The two axes hold {100 * sum(p.explained_variance):.0f}% of the variance of the {k} factors; "
+                 "points close here can still differ along the other directions.")
+    else:
+        note += " t-SNE/UMAP keep who is near whom; the distance between far groups and the axes mean nothing."
+    st.caption(note + " Drag to zoom, double-click to reset; hover a point for its numbers.")
+
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    if sim is not None and len(sim):
+        names = table.set_index("item")
+        shown = sim.assign(title=names.loc[sim["item"], "label"].to_numpy(),
+                           ratings=names.loc[sim["item"], "ratings"].to_numpy(),
+                           on_map=sim["item"].isin(pos.index).to_numpy())
+        left.markdown(f"**Nearest neighbours of {names.at[searched, 'label']}** (cosine of the factor vectors)")
+        cols = ["rank", "title", "similarity", "ratings"] + ([] if shown["on_map"].all() else ["on_map"])
+        left.dataframe(shown[cols], hide_index=True,
+                       key="map_neighbours_table", column_config={
+                           "rank": st.column_config.NumberColumn("#", format="%d", width="small",
+                                                                 help="The number next to its ring on the map"),
+                           "title": st.column_config.TextColumn("title", width="medium"),
+                           "similarity": st.column_config.ProgressColumn("cosine", format="%.3f", min_value=-1,
+                                                                         max_value=1),
+                           "ratings": st.column_config.NumberColumn("ratings", format="%d"),
+                           "on_map": st.column_config.CheckboxColumn("on the map"),
+                       })
+    right.download_button(
+        "Download coordinates (CSV)", data=lambda: _csv(points, id_col, method), on_click="ignore",
+        file_name=f"map_{sel.run_id}_{what}_{method}.csv", mime="text/csv", icon=":material/download:",
+        key="map_download", help=f"{len(points):,} rows: id, title, x, y and the numbers shown on hover.",
+    )
+
+
+def watch_it_learn(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) -> None:
+    st.subheader("Watch the map learn", anchor=False)
+    snaps = sel.model.snapshots
+    if not snaps:
+        st.info("This run kept no per-epoch snapshots: they are kept for datasets up to the size of ml-1m "
+                "(bigger ones would need too much memory). Train a run on smaller data to see the map move.",
+                icon=":material/movie_off:")
+        return
+    rows, frames = _frames(*key, what, ANIMATION_MAX_POINTS, sel)
+    table = _items(*key, sel) if what == "movies" else _users(*key, sel)
+    points = table.iloc[rows].reset_index(drop=True)
+    fig = charts.animation_figure(frames, points, colour, colours=WHAT[what][1],
+                                  title=f"The {what[:-1]} vectors after each of {len(frames)} epochs (PCA)")
+    st.plotly_chart(fig, key="map_animation")
+    sample = "" if len(rows) == len(table) else f" A fixed random sample of {len(rows):,} of the {len(table):,} {what}."
+    st.caption("Press ▶ or drag the slider. Each epoch's PCA picture is rotated (or mirrored) onto the next one's "
+               "by orthogonal Procrustes, so the map does not spin or flip between epochs: what moves is what "
+               "the model learned. The last frame is the static PCA map above." + sample)
+
+
+def planted_vs_learned(sel: SelectedRun, key: tuple[str, float], colour: str) -> None:
+    st.subheader("Planted versus learned", anchor=False)
+    res = _planted(*key, sel)
+    if res is None:
+        st.info("The model's ids do not match this synthetic dataset's, so the planted factors cannot be lined up.")
+        return
+    table = _items(*key, sel)
+    colour = colour if colour in charts.ITEM_COLOURS else "genre"
+    left, right = st.columns(2)
+    ev = res["planted_ev"]
+    planted = table.assign(x=res["planted"][:, 0], y=res["planted"][:, 1])
+    learned = table.assign(x=res["learned"][:, 0], y=res["learned"][:, 1])
+    left.plotly_chart(charts.map_figure(planted, colour, title=f"Planted rank-{res['rank']} movie factors (PCA)",
+                                        axes=(f"PC1 ({100 * ev[0]:.0f}%)", f"PC2 ({100 * ev[1]:.0f}%)"), height=460,
+                                        legend=False),
+                      key="map_planted")
+    right.plotly_chart(charts.map_figure(learned, colour, title="Learned movie factors (PCA, turned onto the planted)",
+                                         axes=("", ""), height=460, legend=False), key="map_learned")
+    st.caption("Both pictures are PCA maps; the learned one is rotated/mirrored onto the planted one (orthogonal "
+               "Procrustes), since a factorisation can only be learned up to such a rotation. Colours as in the "
+               "map above; on synthetic data “genre” is the planted factor a movie loads on most (and its sign).")
+    c1, c2 = st.columns(2)
+    c1.metric("Movie-factor recovery", f"{res['final_items']:.3f}")
+    c2.metric("User-factor recovery", f"{res['final_users']:.3f}")
+    curve = res["curve"]
+    n_items = len(table)
+    if len(curve):
+        st.plotly_chart(charts.recovery_figure(curve, baseline=math.sqrt(res["rank"] / max(1, n_items))),
+                        key="map_recovery")
+    st.markdown("**Recovery** is the mean cosine of the angles between the space the learned factors span and the "
+                "space the planted ones span: 1 means the model found the planted taste directions exactly (up to a "
+                "rotation, which no factorisation can pin down), while random directions would score only about "
+                f"√(rank / movies) ≈ {math.sqrt(res['rank'] / max(1, n_items)):.2f}.")
+
+
+# ---------------------------------------------------------------------------- the page
+st.title("2D map")
+sel = selected_run()
+if sel is not None:
+    st.caption(sel.title)
+    key = (sel.run_id, _stamp(sel))
+    what, colour = controls(sel)
+    st.fragment(the_map)(sel, key, what, colour)
+    st.divider()
+    st.fragment(watch_it_learn)(sel, key, what, colour)
+    if sel.data.truth is not None:
+        st.divider()
+        planted_vs_learned(sel, key, colour)

@@ -1,0 +1,311 @@
+"""Rate movies yourself: a visitor becomes a user of the trained model in milliseconds.
+
+The visitor rates a few movies (the most-rated ones in an editable table, or any movie
+through a search); :func:`mfcore.inspect.foldin.fold_in` solves their vector and bias
+with the movie factors held fixed (one small ridge regression, no retraining), and the
+page shows their recommendations, any recommendation taken apart into its exact parts,
+and where their vector sits among the trained users on the users' PCA map.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mfcore.errors import MFError
+from mfcore.inspect import foldin, views
+from mfcore.inspect import projection as proj
+from ui import inspect_charts
+from ui import map_charts as charts
+from ui.selection import SelectedRun, selected_run
+
+RATINGS_KEY = "new_user_ratings"  # {run id: {raw item id: rating}}: the one source of truth
+VERSION_KEY = "new_user_editor_version"  # {run id: int}; bumped to rebuild the table after outside changes
+POPULAR_N = 50
+USERS_DRAWN = 20_000  # users drawn on the map (the PCA is fitted on all of them)
+
+
+def _stamp(sel: SelectedRun) -> float:
+    try:
+        return os.path.getmtime(sel.snapshot.checkpoint_path)
+    except (OSError, TypeError):
+        return 0.0
+
+
+# ---------------------------------------------------------------------------- cached numbers
+@st.cache_resource(show_spinner="Listing the movies…", max_entries=6)
+def _items(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
+    """The item table in model order with a display label (read-only)."""
+    table = views.item_table(_sel.model, _sel.data)
+    table["label"] = table["title"].where(table["title"] != "", "item " + table["item"].astype(str))
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def _rating_step(run_id: str, stamp: float, _sel: SelectedRun) -> float:
+    """1 when every rating in the data is whole (ml-100k, ml-1m), else 0.5 (half stars)."""
+    r = _sel.data.rating
+    return 1.0 if np.all(r == np.round(r)) else 0.5
+
+
+@st.cache_data(show_spinner="Placing the users…", max_entries=6)
+def _user_map(run_id: str, stamp: float, _sel: SelectedRun) -> dict[str, Any]:
+    """The users' PCA (fitted on every user), the drawn users' coordinates and hover text."""
+    P = _sel.model.user_factors()
+    fit = proj.fit_pca(P)
+    n = len(P)
+    rows = np.arange(n) if n <= USERS_DRAWN else np.sort(np.random.default_rng(0).choice(n, USERS_DRAWN, replace=False))
+    table = views.user_table(_sel.model, _sel.data).iloc[rows]
+    return {"fit": fit, "coords": fit.transform(P[rows]), "hover": charts.user_hover(table), "n": n,
+            "drawn": len(rows)}
+
+
+# ---------------------------------------------------------------------------- session state
+def _ratings(run_id: str) -> dict[Any, float]:
+    return st.session_state.setdefault(RATINGS_KEY, {}).setdefault(run_id, {})
+
+
+def _version(run_id: str) -> int:
+    return st.session_state.setdefault(VERSION_KEY, {}).get(run_id, 0)
+
+
+def _bump(run_id: str) -> None:
+    """Rebuild the popular table from the ratings (after a change made elsewhere)."""
+    versions = st.session_state.setdefault(VERSION_KEY, {})
+    versions[run_id] = versions.get(run_id, 0) + 1
+
+
+def _add(run_id: str, item: Any, rating: float) -> None:
+    _ratings(run_id)[item] = float(rating)
+    _bump(run_id)
+
+
+def _remove(run_id: str, item: Any) -> None:
+    _ratings(run_id).pop(item, None)
+    _bump(run_id)
+
+
+def _clear(run_id: str) -> None:
+    _ratings(run_id).clear()
+    _bump(run_id)
+
+
+def editor_key(run_id: str, version: int) -> str:
+    """The popular table's widget key (tests seed its edits through it)."""
+    return f"new_user_popular_{run_id}_{version}"
+
+
+# ---------------------------------------------------------------------------- sections
+def popular(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float], step: float) -> None:
+    """The most-rated movies with an editable rating column; edits go straight into ``ratings``."""
+    lo, hi = sel.data.rating_scale
+    top = table.nlargest(POPULAR_N, "ratings")
+    base = pd.DataFrame({
+        "item": top["item"].to_numpy(),
+        "title": top["label"].to_numpy(),
+        "your rating": [ratings.get(i, np.nan) for i in top["item"].tolist()],
+        "genres": top["genres"].str.replace("|", ", ", regex=False).to_numpy(),
+        "ratings": top["ratings"].to_numpy(),
+    })
+    st.markdown(f"**The {len(base)} most-rated movies**: double-click a cell under *your rating* and type "
+                f"{lo:g}–{hi:g}; clear it to take the rating back.")
+    edited = st.data_editor(
+        base, key=editor_key(sel.run_id, _version(sel.run_id)), hide_index=True, height=420,
+        disabled=["item", "title", "genres", "ratings"], column_order=["title", "your rating", "genres", "ratings"],
+        column_config={
+            "title": st.column_config.TextColumn("title", width="medium"),
+            "your rating": st.column_config.NumberColumn("your rating", min_value=lo, max_value=hi, step=step,
+                                                         format="%g", help=f"{lo:g} (worst) to {hi:g} (best)"),
+            "genres": st.column_config.TextColumn("genres", width="small"),
+            "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many users rated it"),
+        },
+    )
+    for item, value in zip(edited["item"].tolist(), edited["your rating"].tolist()):
+        if value is None or pd.isna(value):
+            ratings.pop(item, None)
+        else:
+            ratings[item] = float(np.clip(float(value), lo, hi))
+
+
+def search_and_add(sel: SelectedRun, table: pd.DataFrame, step: float) -> None:
+    lo, hi = sel.data.rating_scale
+    st.markdown("**Any other movie**")
+    text = st.text_input("Find a movie to rate", key="new_user_search", placeholder="part of a title, e.g. alien")
+    if not (text or "").strip():
+        return
+    hits = charts.find_titles(table, text)
+    if not len(hits):
+        st.warning(f"No movie title contains “{text.strip()}”.", icon=":material/search_off:")
+        return
+    labels = dict(zip(hits["item"], hits["label"] + " · " + hits["ratings"].map("{:,}".format) + " ratings"))
+    if st.session_state.get("new_user_pick") not in labels:
+        st.session_state["new_user_pick"] = next(iter(labels))
+    item = st.selectbox(f"{len(hits)} match{'es' if len(hits) != 1 else ''}", list(labels), key="new_user_pick",
+                        format_func=lambda i: labels.get(i, str(i)))
+    item = item.item() if isinstance(item, np.generic) else item
+    values = [float(v) for v in np.arange(lo, hi + step / 2, step)]
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    rating = c1.select_slider("Your rating", values, value=values[len(values) // 2], format_func=lambda v: f"{v:g}",
+                              key="new_user_rating")
+    c2.button("Add", on_click=_add, args=(sel.run_id, item, rating), icon=":material/add:", key="new_user_add",
+              type="primary", width="stretch")
+
+
+def your_ratings(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float],
+                 folded: foldin.FoldedUser | None) -> None:
+    st.markdown(f"**Your ratings ({len(ratings)})**")
+    if not ratings:
+        st.caption("None yet.")
+        return
+    names = table.set_index("item")["label"]
+    items = list(ratings)
+    mine = pd.DataFrame({"title": names.reindex(items).to_numpy(), "yours": [ratings[i] for i in items]})
+    if folded is not None:
+        mine["model's fit"] = folded.predict(sel.model, np.asarray(items))
+    st.dataframe(mine, hide_index=True, key="new_user_mine", height=min(38 + 35 * len(mine), 260), column_config={
+        "title": st.column_config.TextColumn("title", width="medium"),
+        "yours": st.column_config.NumberColumn("yours", format="%g"),
+        "model's fit": st.column_config.NumberColumn("model's fit", format="%.2f",
+                                                     help="What your folded-in vector predicts for the movies you "
+                                                          "rated: a handful of numbers cannot fit them all exactly."),
+    })
+    labels = dict(zip(items, names.reindex(items).fillna("").astype(str)))
+    gone = st.selectbox("Take one back", items, format_func=lambda i: labels.get(i) or str(i),
+                        key="new_user_remove_pick")
+    c1, c2 = st.columns(2)
+    c1.button("Remove it", on_click=_remove, args=(sel.run_id, gone), key="new_user_remove", width="stretch",
+              icon=":material/remove:")
+    c2.button("Start over", on_click=_clear, args=(sel.run_id,), key="new_user_clear", width="stretch",
+              icon=":material/restart_alt:")
+
+
+REC_COLUMNS = {
+    "title": st.column_config.TextColumn("title", width="large"),
+    "predicted": st.column_config.NumberColumn("predicted for you", format="%.2f"),
+    "genres": st.column_config.TextColumn("genres", width="medium"),
+    "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many users rated it"),
+    "mean_rating": st.column_config.NumberColumn("mean rating", format="%.2f"),
+}
+
+
+def recommendations(sel: SelectedRun, table: pd.DataFrame, folded: foldin.FoldedUser, took_ms: float) -> pd.DataFrame:
+    st.subheader("Recommended for you", anchor=False)
+    c1, c2 = st.columns(2)
+    n = int(c1.number_input("How many", 1, 100, 10, key="new_user_n"))
+    floor = int(c2.number_input("Only movies with at least this many ratings", 0, 10_000, 20, step=5,
+                                key="new_user_floor",
+                                help="A movie few people rated has a noisy vector that can land on top of anyone's "
+                                     "list; 0 lets every movie compete."))
+    t0 = time.perf_counter()
+    rare = table["item"].to_numpy()[table["ratings"].to_numpy() < floor] if floor > 0 else ()
+    recs = foldin.recommend_for(sel.model, folded, n=n, exclude=rare)
+    took_ms += 1000 * (time.perf_counter() - t0)
+    info = table.set_index("item")
+    shown = recs.assign(title=info.loc[recs["item"], "label"].to_numpy(),
+                        genres=info.loc[recs["item"], "genres"].str.replace("|", ", ", regex=False).to_numpy(),
+                        ratings=info.loc[recs["item"], "ratings"].to_numpy(),
+                        mean_rating=info.loc[recs["item"], "mean_rating"].to_numpy())
+    st.dataframe(shown[["title", "predicted", "genres", "ratings", "mean_rating"]], hide_index=True,
+                 column_config=REC_COLUMNS, key="new_user_recs")
+    k = sel.model.model_config.n_factors
+    bias = f" and a bias of {folded.bias:+.3f}" if sel.model.model_config.use_bias else ""
+    floor_text = f" with at least {floor:,} ratings" if floor > 0 else ""
+    st.caption(f"Every movie{floor_text} you have not rated, ranked by predicted rating. Your {k}-number taste vector{bias} was "
+               f"solved from your {len(folded.ratings)} rating(s) in {took_ms:.1f} ms by one ridge regression with "
+               "the movie factors held fixed: no retraining.")
+    if len(folded.ratings) < 5:
+        st.caption("With fewer than about five ratings the vector leans on the regularisation and the list is "
+                   "close to *most liked overall*; rate a few more to see it turn personal.")
+    return shown
+
+
+def why(sel: SelectedRun, folded: foldin.FoldedUser, recs: pd.DataFrame) -> None:
+    st.subheader("Why this recommendation?", anchor=False)
+    options = recs["item"].tolist()
+    labels = dict(zip(recs["item"], recs["title"]))
+    if st.session_state.get("new_user_why") not in labels:
+        st.session_state["new_user_why"] = options[0]
+    k = sel.model.model_config.n_factors
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    item = c1.selectbox("Recommendation", options, format_func=lambda i: labels.get(i, str(i)), key="new_user_why")
+    max_f = int(c2.slider("Factors drawn one by one", 1, k, min(k, 12), key="new_user_wf_factors")) if k > 1 else 1
+    d = foldin.decompose_folded(sel.model, folded, item)
+    steps = views.waterfall_steps(d, max_factors=max_f)
+    st.plotly_chart(inspect_charts.prediction_waterfall(steps, f"You × {charts._short(labels[item], 60)}"),
+                    key="new_user_waterfall")
+    parts = d["parts"]
+    factor_sum = sum(v for name, v in parts.items() if name.startswith("factor "))
+    terms = [parts[name] for name in ("global", "user bias", "item bias") if name in parts] + [factor_sum]
+    sum_text = f"{terms[0]:.3f} " + " ".join(f"{'−' if v < 0 else '+'} {abs(v):.3f}" for v in terms[1:])
+    formula = "g + b_you + b_i + Σ_f p_you,f·q_if" if "user bias" in parts else "g + Σ_f p_you,f·q_if"
+    lo, hi = d["rating_scale"]
+    lines = [f"**Raw sum** {formula} = {sum_text} = **{d['raw']:.4f}**."]
+    if d["output"] == "sigmoid":
+        a, b = d["output_range"]
+        lines.append(f"The output is a **sigmoid**: {a:g} + ({b:g} − {a:g})·σ({d['raw']:.3f}).")
+    if d["output"] != "sigmoid" and not lo <= d["raw"] <= hi:
+        lines.append(f"The raw sum is outside the rating scale, so the prediction is **clipped** to [{lo:g}, {hi:g}].")
+    lines.append(f"**Prediction: {d['prediction']:.4f}**")
+    st.markdown("  \n".join(lines))
+    st.caption("Green bars push the prediction up, red ones down. A factor's bar is your value times the movie's "
+               "value on that factor: it is large when you both lean the same way (or both the opposite way).")
+
+
+def where_you_sit(sel: SelectedRun, key: tuple[str, float], folded: foldin.FoldedUser) -> None:
+    st.subheader("You among the users", anchor=False)
+    um = _user_map(*key, sel)
+    fit: proj.PCAFit = um["fit"]
+    you = fit.transform(folded.vector)[0]
+    ev = fit.explained_variance
+    fig = charts.users_map_with_you(um["coords"], um["hover"], you, title="User vectors, PCA",
+                                    axes=(f"PC1 ({100 * ev[0]:.0f}%)", f"PC2 ({100 * ev[1]:.0f}%)"))
+    st.plotly_chart(fig, key="new_user_map")
+    drawn = "" if um["drawn"] == um["n"] else f" (a random {um['drawn']:,} of the {um['n']:,} users are drawn)"
+    st.caption("Each dot is a trained user's taste vector" + drawn + ". Your vector is placed with the *same* PCA "
+               "that was fitted on the trained users, not a new one, so the star and the dots share the axes. Few "
+               "ratings keep you near the middle: the regularisation pulls an uncertain vector towards zero.")
+
+
+# ---------------------------------------------------------------------------- the page
+st.title("Rate movies yourself")
+sel = selected_run()
+if sel is not None:
+    st.caption(sel.title)
+    key = (sel.run_id, _stamp(sel))
+    table = _items(*key, sel)
+    step = _rating_step(*key, sel)
+    ratings = _ratings(sel.run_id)
+    st.markdown("Rate a few movies you know. The model then treats you as one more user: it finds the taste vector "
+                "that best explains your ratings, keeping every movie's vector as it learned it.")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        popular(sel, table, ratings, step)
+    folded = None
+    took_ms = 0.0
+    if ratings:
+        try:
+            t0 = time.perf_counter()
+            folded = foldin.fold_in(sel.model, ratings)
+            took_ms = 1000 * (time.perf_counter() - t0)
+        except MFError as exc:
+            st.error(f"Your ratings could not be used: {exc}")
+    with right:
+        search_and_add(sel, table, step)
+        st.divider()
+        your_ratings(sel, table, ratings, folded)
+    st.divider()
+    if not ratings:
+        st.info("No ratings yet. Rate a movie in the table (double-click a cell under *your rating*) or find any "
+                "movie on the right; recommendations appear as soon as you have rated one.", icon=":material/star:")
+    elif folded is not None:
+        recs = recommendations(sel, table, folded, took_ms)
+        st.divider()
+        if len(recs):
+            why(sel, folded, recs)
+            st.divider()
+        where_you_sit(sel, key, folded)

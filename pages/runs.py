@@ -22,6 +22,7 @@ from mfcore.errors import MFError
 from ui import jobs, state
 from ui.run_charts import overlay
 
+TRAIN_PAGE = Path(__file__).resolve().parent / "train.py"
 COMPARE_WIDGET = "runs_compare"  # the multiselect; mirrored into state.COMPARE_RUNS
 DETAIL_WIDGET = "runs_detail"
 CONFIRM_DELETE = "runs_confirm_delete"  # run id awaiting confirmation
@@ -119,10 +120,8 @@ def _cancel_delete() -> None:
 
 def _delete(run_id: str) -> None:
     st.session_state.pop(CONFIRM_DELETE, None)
-    runner = jobs.get_runner()
     try:
-        delete = getattr(runner, "delete", None)
-        (delete or runner.store.delete)(run_id)
+        jobs.get_store().delete(run_id)  # refuses queued/running runs (RunnerError)
     except MFError as exc:
         st.session_state[NOTE] = ("error", str(exc))
         return
@@ -217,17 +216,21 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
             file_name=f"mfstudio-{run.id}-metrics.csv", mime="text/csv", on_click="ignore",
             key=f"dl_csv_{run.id}", icon=":material/download:",
         )
+    mine = run.owner == state.get(state.SESSION_ID)
     with c3:
         if jobs.is_active(run.status):
-            st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:")
+            st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:",
+                      disabled=not mine, help=None if mine else "Launched by another session: only it can stop it.")
+        elif state.get(state.ACTIVE_RUN) == run.id and TRAIN_PAGE.is_file():
+            st.page_link("pages/train.py", label="Open it on the Train page", icon=":material/model_training:")
         else:
-            st.button("Follow on Train page", key=f"runs_follow_{run.id}", on_click=_follow, args=(run.id,))
+            st.button("Show on Train page", key=f"runs_follow_{run.id}", on_click=_follow, args=(run.id,),
+                      help="The Train page's live view will show this run.")
     with c4:
         st.button("Delete…", key=f"runs_delete_{run.id}", on_click=_ask_delete, args=(run.id,),
                   disabled=jobs.is_active(run.status), icon=":material/delete:",
                   help="Stop the run first." if jobs.is_active(run.status) else "Deletes the run, its metrics and checkpoint.")
     if st.session_state.get(CONFIRM_DELETE) == run.id:
-        mine = run.owner == state.get(state.SESSION_ID)
         st.warning(f"Delete run **{labels.get(run.id)}**" + ("" if mine else ", which another session launched,")
                    + " with its metrics and checkpoint? This cannot be undone.")
         d1, d2, _ = st.columns([1, 1, 4])
@@ -245,7 +248,7 @@ all_runs = jobs.get_store().list_runs()
 runs = [r for r in all_runs if r.owner == me] + [r for r in all_runs if r.owner != me]
 if not runs:
     st.info("No runs yet. Launch one on the Train page.", icon=":material/info:")
-    if (Path(__file__).resolve().parent / "train.py").is_file():
+    if TRAIN_PAGE.is_file():
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 

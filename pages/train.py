@@ -15,20 +15,12 @@ import streamlit as st
 from mfcore.errors import MFError
 from mfcore.presets import PRESETS
 from ui import jobs, state, train_form
+from ui.datasets import describe_spec
 from ui.run_charts import learning_curve, throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PAGE = ROOT / "pages" / "data.py"
 LAUNCH_NOTE = "train__launch_note"  # (kind, text) shown under the launch button after a click
-
-
-def _describe_data(spec: str) -> str:
-    try:
-        from ui.datasets import describe_spec
-
-        return describe_spec(spec)
-    except (ImportError, MFError):
-        return spec
 
 
 # ---------------------------------------------------------------------------- actions (callbacks)
@@ -51,7 +43,7 @@ def _launch() -> None:
         train_config=result.train,
         runtime=result.runtime,
         owner=state.get(state.SESSION_ID),
-        label=str(values.get("label") or "").strip(),
+        label=str(values.get("label") or "").strip() or train_form.auto_label(result.model, result.train),
     )
     try:
         run_id = jobs.get_runner().submit(request)
@@ -76,7 +68,7 @@ def data_line() -> None:
     spec, split, seed = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC), state.get(state.SEED)
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     with c1:
-        st.markdown(f"**Data:** {_describe_data(spec)} · **split** `{split}` · **split seed** {seed}")
+        st.markdown(f"**Data:** {describe_spec(spec)} · **split** `{split}` · **split seed** {seed}")
     with c2:
         if DATA_PAGE.is_file():
             st.page_link(str(DATA_PAGE.relative_to(ROOT)), label="Change data", icon=":material/table_chart:")
@@ -88,7 +80,7 @@ def preset_bar() -> None:
     for col, (name, preset) in zip(cols, PRESETS.items()):
         with col:
             st.button(preset.title.split(" (")[0], key=f"preset_{name}", on_click=train_form.apply_preset,
-                      args=(name,), help=preset.description, width="stretch")
+                      args=(name,), help=f"{preset.description} Reference: {preset.reference}.", width="stretch")
     chosen = st.session_state.get(train_form.SOURCE_PRESET)
     if chosen in PRESETS:
         p = PRESETS[chosen]

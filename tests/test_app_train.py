@@ -28,9 +28,11 @@ TRAIN = "pages/train.py"
 RUNS = "pages/runs.py"
 
 # About 0.1 s per epoch on the synthetic default (the per-rating SGD kernel).
-QUICK = {"tf_epochs": 4, "tf_batch_size": 1, "tf_optimizer": "sgd", "tf_average_from": 0, "tf_n_factors": 8}
+QUICK = {"tf_epochs": 4, "tf_batch_size": 1, "tf_optimizer": "sgd", "tf_average_from": 0, "tf_n_factors": 8,
+         "tf_implicit_feedback": False}
 # About a second per epoch: long enough to watch and to stop.
-SLOW = {"tf_optimizer": "adam", "tf_lr": "0.005", "tf_batch_size": 128, "tf_average_from": 0, "tf_n_factors": 16}
+SLOW = {"tf_implicit_feedback": False, "tf_optimizer": "adam", "tf_lr": "0.005", "tf_batch_size": 128,
+        "tf_average_from": 0, "tf_n_factors": 16}
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +70,7 @@ def fill(at: AppTest, values: dict) -> None:
             at.text_input(key=key).set_value(value)
         elif key in ("tf_optimizer", "tf_init", "tf_output", "tf_global_bias", "tf_device"):
             at.selectbox(key=key).set_value(value)
-        elif key == "tf_custom_range":
+        elif key in ("tf_custom_range", "tf_implicit_feedback", "tf_eval_ranking"):
             at.checkbox(key=key).set_value(value)
         else:
             at.number_input(key=key).set_value(value)
@@ -153,6 +155,16 @@ def test_train_page_shows_data_choice_presets_and_every_hyperparameter():
                  "l2_bias", "weight_decay", "momentum", "lr_decay", "average_from", "early_stopping_patience",
                  "seed", "device", "cpu_threads"):
         assert f"tf_{name}" in keys, name
+    # every field of the engine's three configs has a widget (a dedicated one or a plain one)
+    from dataclasses import fields
+
+    from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
+
+    widget_for = {"use_bias": "model_type", "output_range": "range_high"}
+    for cls in (ModelConfig, TrainConfig, RuntimeOptions):
+        for f in fields(cls):
+            home = widget_for.get(f.name, f.name)
+            assert f"tf_{home}" in keys or f"tf_x_{cls.__name__}_{f.name}" in keys, f"{cls.__name__}.{f.name}"
     assert at.selectbox(key="tf_device").options[:2] == ["auto", "cpu"] or "cpu" in at.selectbox(key="tf_device").options
     assert "sgd" in at.selectbox(key="tf_optimizer").options and "sparse_adam" in at.selectbox(key="tf_optimizer").options
     # help text comes from the config docstrings
@@ -210,11 +222,27 @@ def test_an_invalid_value_shows_its_message_next_to_the_field_and_queues_nothing
     assert len(RunStore(runs_dir).list_runs()) == 1
 
 
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_fills_the_form_and_validates_back_to_its_exact_configs(name):
+    values = {**train_form.preset_values(PRESETS[name]), **train_form.runtime_values()}
+    result = train_form.validate(values)
+    assert result.ok, result.errors
+    assert result.model == PRESETS[name].model and result.train == PRESETS[name].train
+
+
+def test_every_bad_field_is_reported_at_once_and_cross_field_checks_use_the_real_values():
+    values = {**train_form.preset_values(PRESETS["default"]), **train_form.runtime_values(),
+              "optimizer": "adam", "batch_size": 128, "lr": "nan", "n_factors": 0}
+    errors = train_form.validate(values).errors
+    assert set(errors) == {"n_factors", "lr", "implicit_feedback"}
+    assert "per-rating SGD" in errors["implicit_feedback"]
+
+
 def test_zero_factors_cannot_be_entered_and_would_be_refused():
     at = open_train()
     at.number_input(key="tf_n_factors").set_value(0).run()
     assert at.number_input(key="tf_n_factors").value == 1  # the widget holds the engine's bounds
-    values = {**train_form.preset_values(PRESETS["default"]), "device": "auto", "cpu_threads": 0, "n_factors": 0}
+    values = {**train_form.preset_values(PRESETS["default"]), **train_form.runtime_values(), "n_factors": 0}
     result = train_form.validate(values)
     assert not result.ok and "between 1 and 1024" in result.errors["n_factors"]
 

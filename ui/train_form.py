@@ -17,14 +17,14 @@ import ast
 import inspect
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, Callable
 
 import streamlit as st
 
 from mfcore import config as cfg
-from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, with_changes
+from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
 from mfcore.device import available_devices, describe_device, resolve_device
 from mfcore.errors import ConfigError, MFError
 from mfcore.presets import PRESETS, Preset
@@ -46,6 +46,8 @@ EXTRA_HELP = {
                     "at the top (fastai's 0-5.5).",
     "device": "auto = CUDA if present, else Apple MPS, else the CPU (mfcore.device.resolve_device).",
     "cpu_threads": "0 = the measured default: 1 thread per job on a 2-core machine.",
+    "keep_snapshots": "auto = the engine's choice (None).",
+    "progress_interval_s": "The live chart's within-epoch points come from these events.",
     "label": "A name for this run in the runs list (optional).",
 }
 
@@ -114,7 +116,56 @@ def preset_values(preset: Preset) -> dict[str, Any]:
         "average_from": t.average_from or 0,
         "early_stopping_patience": t.early_stopping_patience,
         "seed": t.seed,
+        "l2_count_power": float(t.l2_count_power),
+        "implicit_feedback": bool(t.implicit_feedback),
+        "l2_implicit": float(t.l2_implicit),
+        **{_extra_key(TrainConfig, name): _extra_value(getattr(t, name)) for name in extra_fields(TrainConfig)},
+        **{_extra_key(ModelConfig, name): _extra_value(getattr(m, name)) for name in extra_fields(ModelConfig)},
     }
+
+
+def runtime_values(runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+    """The form's runtime widget values (defaults unless given)."""
+    r = runtime or RuntimeOptions()
+    return {
+        "device": r.device,
+        "cpu_threads": r.cpu_threads,
+        "progress_interval_s": float(r.progress_interval_s),
+        "keep_snapshots": {None: "auto", True: "yes", False: "no"}[r.keep_snapshots],
+        "eval_ranking": bool(r.eval_ranking),
+        **{_extra_key(RuntimeOptions, name): _extra_value(getattr(r, name)) for name in extra_fields(RuntimeOptions)},
+    }
+
+
+# Fields that have a widget of their own (or are set from one, like use_bias and output_range).
+FORM_FIELDS = {
+    ModelConfig: {"n_factors", "use_bias", "global_bias", "init", "init_std", "init_low", "init_high", "output",
+                  "output_range"},
+    TrainConfig: {"optimizer", "lr", "epochs", "batch_size", "l2", "l2_bias", "l2_count_power", "implicit_feedback",
+                  "l2_implicit", "weight_decay", "momentum", "lr_decay", "average_from", "early_stopping_patience",
+                  "seed"},
+    RuntimeOptions: {"device", "cpu_threads", "progress_interval_s", "keep_snapshots", "eval_ranking"},
+}
+
+
+def extra_fields(cls: type) -> list[str]:
+    """Config fields the form has no dedicated widget for (added to the engine later).
+
+    They still get a plain widget (see :func:`draw_extra_fields`), so the form always
+    covers every hyperparameter; a dedicated widget can replace it later.
+    """
+    return [f.name for f in fields(cls) if f.name not in FORM_FIELDS[cls]]
+
+
+def _extra_key(cls: type, name: str) -> str:
+    return f"x_{cls.__name__}_{name}"
+
+
+def _extra_value(value: Any) -> Any:
+    """Widget value of a config value: bools and numbers stay, the rest becomes text."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    return "" if value is None else str(value)
 
 
 def init_form(seed: int | None = None) -> None:
@@ -122,7 +173,7 @@ def init_form(seed: int | None = None) -> None:
     values = _defaults()
     if seed is not None:
         values["seed"] = int(seed)
-    values.update(device="auto", cpu_threads=0, label="")
+    values.update(runtime_values(), label="")
     for name, value in values.items():
         st.session_state.setdefault(PREFIX + name, value)
     st.session_state.setdefault(ERRORS, {})
@@ -166,6 +217,25 @@ def _number(text: Any, name: str) -> float:
         return float(s)
     except ValueError:
         raise ConfigError(name, f"must be a number such as 0.01 or 1e-3, got {text!r}") from None
+
+
+def _parse_extra(cls: type, name: str, value: Any) -> Any:
+    """A generic widget's value back in the type of the field's default."""
+    default = next(f.default for f in fields(cls) if f.name == name)
+    if isinstance(value, (bool, int, float)) or not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text == "" and default is None:
+        return None
+    if isinstance(default, (int, float)) and not isinstance(default, bool) or default is None:
+        try:
+            number = float(text.replace(",", "."))
+        except ValueError:
+            if default is None:
+                return text
+            raise ConfigError(name, f"must be a number, got {value!r}") from None
+        return int(number) if number.is_integer() and isinstance(default, int) else number
+    return text
 
 
 def _whole(value: Any, name: str) -> int:
@@ -225,19 +295,31 @@ def validate(values: dict[str, Any]) -> FormResult:
         "average_from": None if avg in (0, None) else avg,
         "early_stopping_patience": parsed["early_stopping_patience"],
         "seed": parsed["seed"],
+        "l2_count_power": get("l2_count_power", 1.0),
+        "implicit_feedback": bool(get("implicit_feedback", False)),
+        "l2_implicit": get("l2_implicit", 1.5),
     }
-    runtime_kw: dict[str, Any] = {"device": get("device", "auto"), "cpu_threads": parsed["cpu_threads"]}
+    runtime_kw: dict[str, Any] = {
+        "device": get("device", "auto"),
+        "cpu_threads": parsed["cpu_threads"],
+        "progress_interval_s": get("progress_interval_s", 1.0),
+        "keep_snapshots": {"auto": None, "yes": True, "no": False}.get(get("keep_snapshots", "auto")),
+        "eval_ranking": bool(get("eval_ranking", False)),
+    }
+    for cls, kw in ((ModelConfig, model_kw), (TrainConfig, train_kw), (RuntimeOptions, runtime_kw)):
+        for name in extra_fields(cls):
+            key = _extra_key(cls, name)
+            if key in values:
+                kw[name] = attempt(name, lambda n=name, v=values[key], c=cls: _parse_extra(c, n, v))
     if avg is None and "average_from" not in errors:
         errors["average_from"] = "must be a whole number"
 
-    # Each field alone, against a valid base (so all bad fields are reported together).
-    # uniform init is checked with its own bounds below, since low < high needs both.
+    # Build each config; on an error, note it, put that field back to its default and
+    # build again, so every bad field gets its message at once (and a check that needs
+    # two fields, such as implicit feedback with Adam, is judged on the real values).
+    built = {}
     for cls, kw in ((ModelConfig, model_kw), (TrainConfig, train_kw), (RuntimeOptions, runtime_kw)):
-        base = cls()
-        for name, value in kw.items():
-            if name in errors or (value is None and name in parsed):
-                continue
-            attempt(name, lambda n=name, v=value, b=base: with_changes(b, **{n: v}))
+        built[cls] = _build_collecting(cls, kw, errors)
 
     if "device" not in errors:
         try:
@@ -245,19 +327,37 @@ def validate(values: dict[str, Any]) -> FormResult:
         except MFError as exc:
             errors["device"] = str(exc)
 
-    if errors:
-        return FormResult(None, None, None, errors)
-
-    # The whole configs: the checks that need two fields.
-    model = attempt("model", lambda: ModelConfig(**model_kw))
-    train = attempt("train", lambda: TrainConfig(**train_kw))
-    runtime = attempt("runtime", lambda: RuntimeOptions(**runtime_kw))
+    model, train, runtime = built[ModelConfig], built[TrainConfig], built[RuntimeOptions]
     check = getattr(cfg, "check_combination", None)
     if model is not None and train is not None and check is not None:
         attempt("optimizer", lambda: check(model, train))
     if errors:
         return FormResult(None, None, None, errors)
     return FormResult(model, train, runtime, {})
+
+
+def _build_collecting(cls: type, kw: dict[str, Any], errors: dict[str, str]) -> Any:
+    """``cls(**kw)``, recording every ConfigError in ``errors``; None if any field was bad."""
+    base = cls()
+    kw = dict(kw)
+    # Values that did not even parse (None where the field has a non-None default) go back
+    # to the default, so the other fields can still be checked.
+    for name, value in kw.items():
+        if name in errors:
+            kw[name] = getattr(base, name)
+    failed = False
+    for _ in range(len(kw) + 1):
+        try:
+            config = cls(**kw)
+        except ConfigError as exc:
+            failed = True
+            errors.setdefault(exc.field, _message(exc))
+            if exc.field not in kw or kw[exc.field] == getattr(base, exc.field):
+                return None  # the default itself is refused here: nothing more to learn
+            kw[exc.field] = getattr(base, exc.field)
+            continue
+        return None if failed else config
+    return None
 
 
 def _message(exc: ConfigError) -> str:
@@ -275,6 +375,10 @@ _ERROR_HOME = {
 
 
 def error_home(field_name: str) -> str:
+    """The widget (name without prefix) under which a config field's error is shown."""
+    for cls in (ModelConfig, TrainConfig, RuntimeOptions):
+        if field_name in extra_fields(cls):
+            return _extra_key(cls, field_name)
     return _ERROR_HOME.get(field_name, field_name)
 
 
@@ -388,6 +492,18 @@ def draw_form() -> None:
                             help=help_for("cpu_threads"))
             field_error("cpu_threads")
         st.caption("Found: " + ", ".join(available_devices()) + f" · auto = {_auto_device()}")
+        c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
+        with c1:
+            st.number_input("Progress every (s)", min_value=0.05, max_value=3600.0, step=0.5, format="%g",
+                            key=_k("progress_interval_s"), help=help_for("progress_interval_s"))
+            field_error("progress_interval_s")
+        with c2:
+            st.selectbox("Keep epoch snapshots", ["auto", "yes", "no"], key=_k("keep_snapshots"),
+                         help=help_for("keep_snapshots"))
+            field_error("keep_snapshots")
+        with c3:
+            st.checkbox("Ranking metrics", key=_k("eval_ranking"), help=help_for("eval_ranking"))
+            field_error("eval_ranking")
         st.text_input("Run label", key=_k("label"), max_chars=80, help=help_for("label"),
                       placeholder="e.g. k=32, lr=0.005")
 
@@ -419,6 +535,19 @@ def draw_form() -> None:
             st.number_input("L2 (biases)", min_value=0.0, max_value=1e4, step=0.01, format="%g",
                             key=_k("l2_bias"), help=help_for("l2_bias"))
             field_error("l2_bias")
+        c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+        with c1:
+            st.number_input("L2 growth with rating count (power)", min_value=0.0, max_value=1.0, step=0.05,
+                            format="%g", key=_k("l2_count_power"), help=help_for("l2_count_power"))
+            field_error("l2_count_power")
+        with c2:
+            st.checkbox("Implicit feedback", key=_k("implicit_feedback"), help=help_for("implicit_feedback"))
+            field_error("implicit_feedback")
+        with c3:
+            st.number_input("L2 (implicit)", min_value=0.0, max_value=1e4, step=0.1, format="%g",
+                            key=_k("l2_implicit"), disabled=not ss.get(_k("implicit_feedback")),
+                            help=help_for("l2_implicit"))
+            field_error("l2_implicit")
         c1, c2 = st.columns(2)
         with c1:
             st.text_input("Weight decay", key=_k("weight_decay"), help=help_for("weight_decay"))
@@ -445,6 +574,7 @@ def draw_form() -> None:
             st.number_input("Model seed", min_value=0, max_value=2**32 - 1, step=1, key=_k("seed"),
                             help=help_for("seed"))
             field_error("seed")
+    draw_extra_fields()
     # Errors for fields without a widget of their own, so nothing is ever lost.
     known = {PREFIX + k for k in raw_values()}
     for field_name, message in (ss.get(ERRORS) or {}).items():
@@ -452,20 +582,43 @@ def draw_form() -> None:
             st.error(f"**{field_name}**: {message}")
 
 
+def draw_extra_fields() -> None:
+    """Plain widgets for engine fields the form does not know yet (none, normally)."""
+    extras = [(cls, name) for cls in (ModelConfig, TrainConfig, RuntimeOptions) for name in extra_fields(cls)]
+    if not extras:
+        return
+    with st.expander(f"Other engine settings ({len(extras)})", expanded=True):
+        for cls, name in extras:
+            key = _k(_extra_key(cls, name))
+            default = next(f.default for f in fields(cls) if f.name == name)
+            st.session_state.setdefault(key, _extra_value(default))
+            label = f"{cls.__name__}.{name}"
+            if isinstance(st.session_state[key], bool):
+                st.checkbox(label, key=key, help=help_for(name))
+            else:
+                st.text_input(label, key=key, help=help_for(name))
+            field_error(_extra_key(cls, name))
+
+
 @lru_cache(maxsize=1)
 def _auto_device() -> str:
+    """What "auto" picks; a GPU with its name (CPU thread counts belong to each job)."""
     try:
-        return describe_device(resolve_device("auto"))
+        device = resolve_device("auto")
     except MFError as exc:
         return str(exc)
+    return "cpu" if device.type == "cpu" else describe_device(device)
 
 
-def config_rows(model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
-    """One flat dict of both configs (for tables), model fields first."""
-    return {**{f"model.{k}": v for k, v in (model or {}).items()}, **{f"train.{k}": v for k, v in (train or {}).items()}}
+def auto_label(model: ModelConfig, train: TrainConfig) -> str:
+    """A short default run label naming what usually differs between runs."""
+    kind = "biased" if model.use_bias else "plain"
+    lr = "" if train.optimizer == "als" else f" lr={train.lr:g}"
+    batch = {0: "full", 1: "1"}.get(train.batch_size, str(train.batch_size))
+    return f"{kind} k={model.n_factors} {train.optimizer}{lr} b={batch} l2={train.l2:g}"
 
 
 __all__ = [
-    "ERRORS", "FormResult", "PREFIX", "apply_preset", "config_rows", "draw_form", "field_docs", "field_error",
+    "ERRORS", "FORM_FIELDS", "FormResult", "PREFIX", "apply_preset", "auto_label", "extra_fields", "runtime_values", "draw_form", "field_docs", "field_error",
     "help_for", "init_form", "optimizer_choices", "preset_values", "raw_values", "validate",
 ]

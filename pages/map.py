@@ -176,9 +176,14 @@ def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) ->
         seed = int(c2.number_input("Seed", 0, 10_000, 0, key="map_seed",
                                    help="t-SNE and UMAP start from a random layout: another seed, another picture."))
         top = min(n, proj.TSNE_MAX_POINTS)
-        cap = int(c3.number_input("Sample size", min(100, top), top, min(TSNE_DEFAULT_POINTS, top), step=500,
-                                  key="map_cap", help=f"{METHOD_LABELS[method]} grows slow with many points; "
-                                                      f"at most {proj.TSNE_MAX_POINTS:,}."))
+        low = min(100, top)
+        # The default goes through session state (no value= below), so it can be preset and
+        # is clamped when another run has fewer points.
+        cap0 = st.session_state.get("map_cap", min(TSNE_DEFAULT_POINTS, top))
+        st.session_state["map_cap"] = int(min(max(cap0, low), top))
+        cap = int(c3.number_input("Sample size", low, top, step=500, key="map_cap",
+                                  help=f"{METHOD_LABELS[method]} grows slow with many points; "
+                                       f"at most {proj.TSNE_MAX_POINTS:,}."))
     searched, n_neigh = _search(sel, what, table)
     spin = f"{METHOD_LABELS[method]} of {min(cap, n):,} points…" + (" (t-SNE: up to a minute, once)" if method == "tsne" else "")
     with st.spinner(spin):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -33,9 +32,12 @@ def _stamp(sel: SelectedRun) -> float:
 
 
 # ---------------------------------------------------------------------------- cached numbers
+# Figures are cached with their numbers: building a plotly figure of a few thousand rows
+# costs more than the numbers, and a cached figure is only serialised on a rerun.
 @st.cache_resource(show_spinner="Summarising the factors…", max_entries=6)
 def _tables(run_id: str, stamp: float, _sel: SelectedRun) -> dict[str, Any]:
-    """Item and user tables (bias, ratings, norm, titles, demographics) and factor spread."""
+    """Item and user tables (bias, ratings, norm, titles, demographics), factor spread, and
+    the per-run figures (factor share, norm against popularity)."""
     model, data = _sel.model, _sel.data
     items = views.item_table(model, data)
     users = views.user_table(model, data)
@@ -45,7 +47,12 @@ def _tables(run_id: str, stamp: float, _sel: SelectedRun) -> dict[str, Any]:
     else:
         users["label"] = [f"user {u}" for u in users["user"]]
     spread = views.factor_spread(model)
-    return {"items": items, "users": users, "spread": spread}
+    return {
+        "items": items, "users": users, "spread": spread,
+        "share_fig": charts.factor_share(spread),
+        "norm_users_fig": charts.norm_vs_popularity(users, "users", label="label", colour=charts.USER_COLOUR),
+        "norm_items_fig": charts.norm_vs_popularity(items, "movies", label="title", colour=charts.ITEM_COLOUR),
+    }
 
 
 @st.cache_resource(show_spinner="Ordering the rows…", max_entries=24)
@@ -57,24 +64,32 @@ def _heatmap(run_id: str, stamp: float, side: str, order: str, max_rows: int, _s
     ordered = views.row_order(factors, _table["ratings"].to_numpy(), order, max_rows=max_rows, seed=0, what=what)
     label_col = "label" if side == "users" else "title"
     labels = charts.unique_labels(_table[label_col].to_numpy()[ordered.rows], _table.iloc[ordered.rows].iloc[:, 0])
-    return {"values": factors[ordered.rows], "labels": labels, "note": ordered.note, "groups": ordered.groups}
+    one = "user" if side == "users" else "movie"
+    fig = charts.factor_heatmap(factors[ordered.rows], labels, f"{one.capitalize()} factors", groups=ordered.groups,
+                                what=one)
+    return {"fig": fig, "note": ordered.note}
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _histograms(run_id: str, stamp: float, chosen: tuple[int, ...], _sel: SelectedRun) -> pd.DataFrame:
-    return views.factor_histograms(_sel.model.user_factors(), _sel.model.item_factors(), list(chosen))
+def _histograms(run_id: str, stamp: float, chosen: tuple[int, ...], _sel: SelectedRun):
+    hist = views.factor_histograms(_sel.model.user_factors(), _sel.model.item_factors(), list(chosen))
+    return charts.factor_histograms(hist)
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def _factor_meaning(run_id: str, stamp: float, factor: int, min_ratings: int, _sel: SelectedRun):
+def _factor_meaning(run_id: str, stamp: float, factor: int, min_ratings: int, _sel: SelectedRun) -> dict[str, Any]:
     low, high = views.factor_extremes(_sel.model, _sel.data, factor, n=10, min_ratings=min_ratings)
     profile = views.genre_profile(_sel.model, _sel.data, factor, min_ratings=min_ratings)
-    return low, high, profile
+    height = max(320, 22 * max(len(low) + len(high), len(profile)) + 90)
+    return {
+        "low": low, "high": high,
+        "ends_fig": charts.factor_ends(low, high, factor, height=height),
+        "genre_fig": charts.genre_means(profile, factor, height=height) if len(profile) else None,
+    }
 
 
 # ---------------------------------------------------------------------------- sections
 def heatmaps(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> None:
-    st.subheader("The factor matrices", anchor=False)
     st.caption("Each row is one user's (left) or one movie's (right) vector; each column one factor. "
                "Red is positive, blue negative. A user's predicted rating for a movie adds up the products "
                "of their two rows, column by column.")
@@ -84,40 +99,32 @@ def heatmaps(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -
     max_rows = c2.select_slider("Rows drawn at most", HEATMAP_ROWS, value=500, key="emb_rows",
                                 help="Larger sets are drawn as a random sample of this size (seed 0).")
     left, right = st.columns(2)
-    for col, side, table, colour in ((left, "users", tables["users"], charts.USER_COLOUR),
-                                     (right, "items", tables["items"], charts.ITEM_COLOUR)):
+    for col, side, table in ((left, "users", tables["users"]), (right, "items", tables["items"])):
         h = _heatmap(*key, side, order, int(max_rows), sel, table)
-        what = "user" if side == "users" else "movie"
-        fig = charts.factor_heatmap(h["values"], h["labels"], f"{what.capitalize()} factors", groups=h["groups"],
-                                    what=what)
-        col.plotly_chart(fig, key=f"emb_heat_{side}")
+        col.plotly_chart(h["fig"], key=f"emb_heat_{side}")
         col.caption(h["note"])
 
 
 def distributions(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> None:
-    st.subheader("Each factor's values", anchor=False)
     spread = tables["spread"]
-    st.plotly_chart(charts.factor_share(spread), key="emb_share")
+    st.plotly_chart(tables["share_fig"], key="emb_share")
     k = len(spread)
-    default = sorted(spread.nlargest(min(8, k), "share")["factor"].tolist())
-    chosen = st.multiselect("Factors to show (default: the 8 that vary most)", list(range(k)), default=default,
-                            format_func=lambda f: f"factor {f}", key="emb_hist_factors", max_selections=16)
+    default = sorted(spread.nlargest(min(4, k), "share")["factor"].tolist())
+    chosen = st.multiselect("Histograms of these factors (default: the 4 that vary most; up to 8)", list(range(k)),
+                            default=default, format_func=lambda f: f"factor {f}", key="emb_hist_factors",
+                            max_selections=8)
     if chosen:
-        hist = _histograms(*key, tuple(sorted(chosen)), sel)
-        st.plotly_chart(charts.factor_histograms(hist), key="emb_hists")
+        st.plotly_chart(_histograms(*key, tuple(sorted(chosen)), sel), key="emb_hists")
     else:
         st.info("Choose at least one factor.")
 
 
-def norms(tables: dict[str, Any]) -> None:
-    st.subheader("Vector length and popularity", anchor=False)
+def norms(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> None:
     st.caption("Regularisation pulls vectors toward zero, and only ratings push them out: rarely rated users and "
                "movies keep short vectors, so their predictions lean on the biases. Log x axis.")
     left, right = st.columns(2)
-    left.plotly_chart(charts.norm_vs_popularity(tables["users"], "users", label="label",
-                                                colour=charts.USER_COLOUR), key="emb_norm_users")
-    right.plotly_chart(charts.norm_vs_popularity(tables["items"], "movies", label="title",
-                                                 colour=charts.ITEM_COLOUR), key="emb_norm_items")
+    left.plotly_chart(tables["norm_users_fig"], key="emb_norm_users")
+    right.plotly_chart(tables["norm_items_fig"], key="emb_norm_items")
 
 
 BIAS_COLUMNS = {
@@ -129,8 +136,7 @@ BIAS_COLUMNS = {
 }
 
 
-def biases(sel: SelectedRun, tables: dict[str, Any]) -> None:
-    st.subheader("The learned biases", anchor=False)
+def biases(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> None:
     if not sel.model.model_config.use_bias:
         st.info("This run trained plain MF (no user or item biases): every bias is zero.")
         return
@@ -162,7 +168,6 @@ def biases(sel: SelectedRun, tables: dict[str, Any]) -> None:
 
 
 def factor_meaning(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> None:
-    st.subheader("What does a factor separate?", anchor=False)
     st.caption("The movies with the most negative and the most positive value of one factor. Factors have no "
                "names: the model only learned that these movies are rated differently by the same people. "
                "Genres often explain part of it.")
@@ -175,12 +180,12 @@ def factor_meaning(sel: SelectedRun, key: tuple[str, float], tables: dict[str, A
                           format_func=lambda f: f"factor {f} ({100 * share[f]:.1f}% of the variance)")
     floor = c2.number_input("Movies with at least this many ratings", 0, 1000, 20, step=5, key="emb_factor_floor",
                             help="Rarely rated movies have noisy vectors; a floor keeps the ends meaningful.")
-    low, high, profile = _factor_meaning(*key, int(factor), int(floor), sel)
+    meaning = _factor_meaning(*key, int(factor), int(floor), sel)
+    low, high = meaning["low"], meaning["high"]
     left, right = st.columns([3, 2])
-    height = max(320, 22 * max(len(low) + len(high), len(profile)) + 90)
-    left.plotly_chart(charts.factor_ends(low, high, int(factor), height=height), key="emb_factor_ends")
-    if len(profile):
-        right.plotly_chart(charts.genre_means(profile, int(factor), height=height), key="emb_genres")
+    left.plotly_chart(meaning["ends_fig"], key="emb_factor_ends")
+    if meaning["genre_fig"] is not None:
+        right.plotly_chart(meaning["genre_fig"], key="emb_genres")
     cols = {"title": st.column_config.TextColumn("title", width="medium"),
             "value": st.column_config.NumberColumn("value", format="%+.3f"),
             "ratings": st.column_config.NumberColumn("ratings", format="%d")}
@@ -191,6 +196,16 @@ def factor_meaning(sel: SelectedRun, key: tuple[str, float], tables: dict[str, A
     b.dataframe(high[["title", "value", "ratings", "genres"]], hide_index=True, column_config=cols, key="emb_high")
 
 
+VIEW_KEY = "emb_view"  # the open tab's label
+# Tab label -> section; sections with controls are fragments (a control redraws its section only).
+VIEWS = {
+    "Factor matrices": st.fragment(heatmaps),
+    "Factor values": st.fragment(distributions),
+    "Length & popularity": norms,
+    "Biases": st.fragment(biases),
+    "What a factor separates": st.fragment(factor_meaning),
+}
+
 # ---------------------------------------------------------------------------- the page
 st.title("Embeddings & biases")
 sel = selected_run()
@@ -200,12 +215,9 @@ if sel is not None:
                f"{cfg.output} output · {sel.data.n_users:,} users × {sel.data.n_items:,} movies")
     key = (sel.run_id, _stamp(sel))
     tables = _tables(*key, sel)
-    st.fragment(heatmaps)(sel, key, tables)
-    st.divider()
-    st.fragment(distributions)(sel, key, tables)
-    st.divider()
-    norms(tables)
-    st.divider()
-    st.fragment(biases)(sel, tables)
-    st.divider()
-    st.fragment(factor_meaning)(sel, key, tables)
+    # Lazy tabs: only the open one runs and is drawn, so each view sends two charts, not ten.
+    tabs = st.tabs(list(VIEWS), key=VIEW_KEY, on_change="rerun")
+    for tab, name in zip(tabs, VIEWS):
+        if tab.open:
+            with tab:
+                VIEWS[name](sel, key, tables)

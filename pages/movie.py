@@ -22,6 +22,7 @@ from ui.selection import SelectedRun, selected_run
 MOVIE_KEY = "movie_page_item"
 RUN_KEY = "movie_page_run"
 GROUPS = (("age_group", "Age band"), ("gender", "Gender"), ("occupation", "Occupation"))
+GROUP_VIEW_KEY = "movie_group_view"  # the open demographic tab's label
 
 
 def _stamp(sel: SelectedRun) -> float:
@@ -112,14 +113,12 @@ def demographics(movie: dict[str, Any]) -> None:
     st.caption("Blue: the mean predicted rating over every user in the group. Green: the mean of the ratings the "
                "group actually gave. Under each group: its users / how many of them rated the movie. Small groups "
                "swing a lot.")
-    names = dict(GROUPS)
-    small = [c for c in groups if c != "occupation"]
-    cols = st.columns(max(1, len(small)))
-    for col, column in zip(cols, small):
-        col.plotly_chart(charts.group_bars(groups[column], names[column]), key=f"movie_group_{column}")
-    if "occupation" in groups:
-        st.plotly_chart(charts.group_bars(groups["occupation"], names["occupation"], height=380),
-                        key="movie_group_occupation")
+    # Lazy tabs: only the open group's chart is drawn (a movie change then redraws one chart, not three).
+    labels = [label for column, label in GROUPS if column in groups]
+    tabs = st.tabs(labels, key=GROUP_VIEW_KEY, on_change="rerun")
+    for tab, (column, label) in zip(tabs, [(c, l) for c, l in GROUPS if c in groups]):
+        if tab.open:
+            tab.plotly_chart(charts.group_bars(groups[column], label, height=380), key=f"movie_group_{column}")
 
 
 def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame) -> None:

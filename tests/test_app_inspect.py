@@ -75,20 +75,29 @@ def arr(value) -> np.ndarray:
     return np.asarray(value, dtype=object)
 
 
-# AppTest's dataframes carry no key: each page's tables, in the order the page draws them.
+# AppTest's dataframes carry no key: the tables on screen, in the order they are drawn, per view
+# (the embeddings page shows one tab at a time).
 TABLES = {
-    EMBEDDINGS: ["emb_bias_items_high", "emb_bias_items_low", "emb_bias_users_high", "emb_bias_users_low",
-                 "emb_low", "emb_high"],
+    "Biases": ["emb_bias_items_high", "emb_bias_items_low", "emb_bias_users_high", "emb_bias_users_low"],
+    "What a factor separates": ["emb_low", "emb_high"],
     USER: ["user_ratings", "user_recs"],
     MOVIE: ["movie_top", "movie_bottom", "movie_similar"],
 }
 
 
 def frame(at: AppTest, key: str):
-    page = next(p for p, keys in TABLES.items() if key in keys)
+    view = next(v for v, keys in TABLES.items() if key in keys)
     frames = at.dataframe
-    assert len(frames) == len(TABLES[page]), f"{len(frames)} tables on the page, expected {TABLES[page]}"
-    return frames[TABLES[page].index(key)].value
+    assert len(frames) == len(TABLES[view]), f"{len(frames)} tables on screen, expected {TABLES[view]}"
+    return frames[TABLES[view].index(key)].value
+
+
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Switch lazy tabs (``st.tabs(..., key=key, on_change="rerun")``) as a click would."""
+    at.session_state[key] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -122,29 +131,19 @@ def test_every_page_asks_for_a_run_when_there_is_none(monkeypatch, tmp_path, run
 
 
 # ---------------------------------------------------------------------------- embeddings
-def test_embeddings_page_draws_factors_biases_and_factor_meaning(runs, monkeypatch, shared_data):
+def test_embeddings_page_draws_factors_biases_and_factor_meaning(runs):
     at = open_page(EMBEDDINGS)
     assert at.title[0].value == "Embeddings & biases"
     assert "8 factors" in at.caption[0].value  # the newest run (linear) is selected
+    assert [t.label for t in at.tabs] == ["Factor matrices", "Factor values", "Length & popularity", "Biases",
+                                         "What a factor separates"]
+    # Factor matrices (the first tab; the others are not drawn until opened).
+    assert len(at.get("plotly_chart")) == 2
     users = spec(at, "emb_heat_users")["data"][0]
     items = spec(at, "emb_heat_items")["data"][0]
     assert arr(users["z"]).shape == (500, 8)  # 943 users, sampled to 500
     assert arr(items["z"]).shape == (500, 8)
     assert any("random sample of 500 of the 1,682 movies" in c.value for c in at.caption)
-    high = frame(at, "emb_bias_items_high")
-    assert len(high) == 10 and high["ratings"].min() >= 20 and high["bias"].is_monotonic_decreasing
-    low = frame(at, "emb_bias_users_low")
-    assert {"age", "gender", "occupation"} <= set(low.columns)
-    ends_low, ends_high = frame(at, "emb_low"), frame(at, "emb_high")
-    assert len(ends_low) == len(ends_high) == 10
-    assert ends_low["value"].max() <= ends_high["value"].min()
-
-    # Another factor, clusters, all rows, a lower bias floor: each redraws without error.
-    first = int(at.selectbox(key="emb_factor").value)
-    other = next(f for f in range(8) if f != first)
-    at.selectbox(key="emb_factor").set_value(other).run()
-    assert not at.exception, at.exception
-    assert frame(at, "emb_low")["value"].tolist() != ends_low["value"].tolist()
     at.select_slider(key="emb_rows").set_value(2000).run()
     assert not at.exception, at.exception
     assert list(spec(at, "emb_heat_items")["data"][0]["y"][:2]) == ["Star Wars (1977)", "Contact (1997)"]
@@ -152,13 +151,44 @@ def test_embeddings_page_draws_factors_biases_and_factor_meaning(runs, monkeypat
     assert not at.exception, at.exception
     heat = spec(at, "emb_heat_items")
     assert arr(heat["data"][0]["z"]).shape == (1682, 8)
+    assert heat["layout"]["shapes"], "cluster borders are drawn"
     assert any("k-means clusters" in c.value and "all 1,682 movies" in c.value.lower() for c in at.caption)
-    at.number_input(key="emb_bias_floor").set_value(0).run()
+    at.segmented_control(key="emb_order").set_value("pc1").run()
     assert not at.exception, at.exception
+
+    # Factor values: the share of every factor, histograms of the chosen ones.
+    open_tab(at, "emb_view", "Factor values")
+    assert len(arr(spec(at, "emb_share")["data"][0]["y"])) == 8
     at.multiselect(key="emb_hist_factors").set_value([0, 3]).run()
     assert not at.exception, at.exception
     titles = [a["text"] for a in spec(at, "emb_hists")["layout"]["annotations"]]
     assert titles == ["factor 0", "factor 3"]
+
+    # Length & popularity: a log x axis.
+    open_tab(at, "emb_view", "Length & popularity")
+    assert spec(at, "emb_norm_items")["layout"]["xaxis"]["type"] == "log"
+
+    # Biases: highest/lowest with titles and counts, a floor on ratings.
+    open_tab(at, "emb_view", "Biases")
+    high = frame(at, "emb_bias_items_high")
+    assert len(high) == 10 and high["ratings"].min() >= 20 and high["bias"].is_monotonic_decreasing
+    assert high["title"].str.len().min() > 0
+    low = frame(at, "emb_bias_users_low")
+    assert {"age", "gender", "occupation"} <= set(low.columns) and low["bias"].is_monotonic_increasing
+    at.number_input(key="emb_bias_floor").set_value(0).run()
+    assert not at.exception, at.exception
+
+    # What a factor separates: both ends with genres; another factor changes them.
+    open_tab(at, "emb_view", "What a factor separates")
+    ends_low, ends_high = frame(at, "emb_low"), frame(at, "emb_high")
+    assert len(ends_low) == len(ends_high) == 10 and "genres" in ends_low.columns
+    assert ends_low["value"].max() <= ends_high["value"].min()
+    first = int(at.selectbox(key="emb_factor").value)
+    other = next(f for f in range(8) if f != first)
+    at.selectbox(key="emb_factor").set_value(other).run()
+    assert not at.exception, at.exception
+    assert frame(at, "emb_low")["value"].tolist() != ends_low["value"].tolist()
+    assert len(spec(at, "emb_genres")["data"][0]["y"]) >= 15  # ml-100k's genres
 
 
 # ---------------------------------------------------------------------------- one user
@@ -228,9 +258,12 @@ def test_movie_page_distributions_groups_and_similar_movies(runs):
     assert [t["name"] for t in hist] == ["predicted, all users (943)", "actual ratings (583)"]
     top, bottom = frame(at, "movie_top"), frame(at, "movie_bottom")
     assert len(top) == len(bottom) == 10 and top["predicted"].min() >= bottom["predicted"].max()
-    for key in ("age_group", "gender", "occupation"):
+    assert [t.label for t in at.tabs] == ["Age band", "Gender", "Occupation"]
+    for label, key in (("Age band", "age_group"), ("Gender", "gender"), ("Occupation", "occupation")):
+        open_tab(at, "movie_group_view", label)
         bars = spec(at, f"movie_group_{key}")["data"]
         assert [b["name"].split(" (")[0] for b in bars] == ["mean predicted", "mean actual"]
+    open_tab(at, "movie_group_view", "Gender")
     gender = spec(at, "movie_group_gender")["data"][0]
     assert sum(int(x.split("<br>")[1].split(" / ")[0]) for x in gender["x"]) == 943
     sim = frame(at, "movie_similar")

@@ -82,10 +82,15 @@ def factor_heatmap(values: np.ndarray, labels: Sequence[str], title: str, *, gro
         hovertemplate=f"%{{y}}<br>factor %{{x}}: %{{z:.3f}}<extra></extra>",
     ))
     if groups is not None and len(groups) > 1:
-        for b in np.flatnonzero(np.diff(np.asarray(groups)) != 0):
-            fig.add_hline(y=b + 0.5, line_color="black", line_width=1)
+        # One layout update for all cluster borders (add_hline per line is slow).
+        fig.update_layout(shapes=[
+            dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=b + 0.5, y1=b + 0.5,
+                 line=dict(color="black", width=1))
+            for b in np.flatnonzero(np.diff(np.asarray(groups)) != 0)
+        ])
     _layout(fig, title, height=height, x="factor", y=f"{what}s ({len(z):,})")
-    fig.update_yaxes(autorange="reversed", showticklabels=False, type="category")
+    # No tick marks or labels for hundreds of rows: the row names are on hover.
+    fig.update_yaxes(autorange="reversed", showticklabels=False, ticks="", showgrid=False, type="category")
     fig.update_xaxes(dtick=1 if k <= 16 else (4 if k <= 64 else 16), type="linear")
     return fig
 
@@ -135,7 +140,9 @@ def norm_vs_popularity(table: pd.DataFrame, what: str, *, label: str = "title", 
     rated = table[table["ratings"] > 0]
     left_out = len(table) - len(rated)
     hover_label = rated[label].astype(str).map(_short) if label in rated else rated.index.astype(str)
-    fig = go.Figure(go.Scattergl(
+    # WebGL for thousands of points (one canvas, not one SVG node per point), SVG for few.
+    trace = go.Scattergl if len(rated) > 1000 else go.Scatter
+    fig = go.Figure(trace(
         x=rated["ratings"], y=rated["norm"], mode="markers",
         marker=dict(size=5, color=colour, opacity=0.55),
         customdata=np.c_[hover_label, rated["bias"]],

@@ -17,7 +17,9 @@ click until the page's content is rendered. Prints one row per session and a sum
 * server: resident memory (VmRSS from /proc) at start, peak and end; CPU seconds used.
 
 Without ``--url`` the script starts ``streamlit run app.py`` itself on a free port, with a
-fresh runs folder, and stops it at the end. With ``--url`` give the server's ``--pid`` for
+fresh runs folder, and stops it at the end (``--app-dir`` runs the app from another copy of
+the tree, e.g. ``git archive HEAD | tar -x -C /tmp/snap``, so that edits made meanwhile do
+not reach the server under test). With ``--url`` give the server's ``--pid`` for
 memory and ``--runs-dir`` (its store gives the queue waits). Browser and server share this
 machine's cores, so response times include chromium's own load (reported separately: the
 browser's CPU seconds).
@@ -66,7 +68,7 @@ def healthy(url: str) -> bool:
         return False
 
 
-def start_server(runs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(runs_dir: Path, log_path: Path, app_dir: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "MFSTUDIO_RUNS_DIR": str(runs_dir), "MFSTUDIO_DATA_DIR": str(SHARED_DATA),
            "MFSTUDIO_DOWNLOAD_BASE": "http://127.0.0.1:9"}
@@ -74,7 +76,7 @@ def start_server(runs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
          str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -223,7 +225,7 @@ def summary(name: str, values: list[float], unit: str) -> str:
     values = [v for v in values if v == v]
     if not values:
         return f"{name:<34} –"
-    q = statistics.quantiles(values, n=10) if len(values) >= 2 else values
+    q = statistics.quantiles(values, n=10, method="inclusive") if len(values) >= 2 else values
     p90 = q[-1] if len(values) >= 2 else values[0]
     return (f"{name:<34} median {statistics.median(values):8.1f} {unit}   p90 {p90:8.1f} {unit}   "
             f"max {max(values):8.1f} {unit}   (n={len(values)})")
@@ -237,6 +239,7 @@ def main() -> None:
     parser.add_argument("--url", help="an already running server (default: start one)")
     parser.add_argument("--pid", type=int, help="the running server's process id (for memory and CPU)")
     parser.add_argument("--runs-dir", type=Path, help="the running server's runs folder (for exact queue waits)")
+    parser.add_argument("--app-dir", type=Path, default=ROOT, help="the tree to run the app from (default: this one)")
     parser.add_argument("--viewport", default="1280x720")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for all runs to end")
     args = parser.parse_args()
@@ -252,7 +255,7 @@ def main() -> None:
         url, pid, runs_dir = args.url.rstrip("/"), args.pid, args.runs_dir
     else:
         runs_dir = tmp / "runs"
-        proc, url = start_server(runs_dir, tmp / "server.log")
+        proc, url = start_server(runs_dir, tmp / "server.log", args.app_dir.resolve())
         pid = proc.pid
     width, height = (int(v) for v in args.viewport.split("x"))
     sampler = Sampler(pid) if pid else None
@@ -284,7 +287,13 @@ def main() -> None:
             for x in sessions:
                 x.page.get_by_role("button", name="Launch").click()
             for x in sessions:
-                epoch_visible(x.page)
+                try:
+                    epoch_visible(x.page)
+                except Exception:
+                    shot = tmp / f"failed-launch-{x.index}.png"
+                    x.page.screenshot(path=str(shot))
+                    print(f"session {x.index}: no live view after Launch; screenshot {shot}", file=sys.stderr)
+                    raise
             print(f"all {len(sessions)} live views shown {time.perf_counter() - t_launch:.1f} s after the first click")
             frames0 = sum(x.frames for x in sessions)
             t_frames = time.perf_counter()

@@ -416,3 +416,11 @@ def test_form_help_comes_from_the_config_docstrings():
     assert "SGD momentum" in train_form.help_for("momentum")
     assert "0 = off" in train_form.help_for("average_from")
     assert train_form.help_for("init_std")  # no docstring: a UI note instead
+
+
+def test_job_helpers_format_and_load_without_a_streamlit_run():
+    assert jobs.duration(75.2) == "1:15" and jobs.duration(3725) == "1:02:05" and jobs.duration(None) == "–"
+    assert jobs.rate(1_234_567) == "1.23 M/s" and jobs.rate(float("nan")) == "–"
+    assert "learning rate" in jobs.failure_advice("training diverged in epoch 1: ... NaN")
+    data = jobs.load_for_runner("synthetic")  # what the runner's worker threads call: no st.* inside
+    assert data.n_ratings > 0

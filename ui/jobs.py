@@ -7,22 +7,23 @@ read :class:`~mfcore.runs.runner.RunSnapshot`\\ s back; a run keeps going when i
 browser tab switches pages or closes, because it lives in the runner's worker threads.
 
 The runner's workers must not call ``st.*``, so the runner gets a plain loader
-(:func:`load_for_runner`): a small thread-safe cache around the same loading code as
-``ui.datasets`` (synthetic specs with knobs, MovieLens names in ``$MFSTUDIO_DATA_DIR``
-or the download cache, paths), never downloading.
+(:func:`load_for_runner`, the same loading code as ``ui.datasets``: synthetic specs with
+knobs, MovieLens names in ``$MFSTUDIO_DATA_DIR`` or the download cache, paths; never
+downloading) inside the runner's own thread-safe :class:`~mfcore.runs.runner.DatasetCache`.
+The app's pages keep their own copies (``st.cache_resource`` in ``ui.datasets``), so a
+dataset that is both trained on and shown is held twice.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import streamlit as st
 
 from mfcore.data.dataset import RatingData
-from mfcore.errors import MFError, RunnerError
+from mfcore.errors import RunnerError
 from mfcore.runs.store import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStore, default_runs_dir
 
 # The live view redraws this often while a run is queued or running (seconds).
@@ -186,16 +187,8 @@ def remember_progress(run_id: str, progress: dict[str, Any] | None) -> list[dict
     return points
 
 
-def newest_first(snaps: Iterable[Any]) -> list[Any]:
-    return sorted(snaps, key=lambda s: getattr(s, "created_at", 0.0) or 0.0, reverse=True)
-
-
-def now() -> float:
-    return time.time()
-
-
 __all__ = [
-    "LIVE_INTERVAL_S", "MFError", "duration", "failure_advice", "fmt", "get_runner", "get_store", "is_active",
-    "is_final", "latest_test_rmse", "load_for_runner", "rate", "remember_progress", "runs_dir", "snapshot",
-    "status_text",
+    "LIVE_INTERVAL_S", "PROGRESS_POINTS", "STATUS_ICONS", "duration", "failure_advice", "fmt", "get_runner",
+    "get_store", "is_active", "is_final", "latest_test_rmse", "load_for_runner", "rate", "remember_progress",
+    "runs_dir", "snapshot", "status_text",
 ]

@@ -43,7 +43,7 @@ def _roles(run_id: str, stamp: float, _sel: SelectedRun) -> tuple[np.ndarray | N
         split = make_split(_sel.data, snap.split, seed)
     except (MFError, KeyError, AttributeError) as exc:
         return None, f"The run's split ({snap.split}) could not be re-made ({exc}): every rating is shown as train."
-    return views.rating_roles(_sel.data, split), f"Split `{snap.split}`, seed {seed}: {split.describe()}."
+    return views.rating_roles(_sel.data, split), f"Train and test as in the run (split seed {seed}): {split.describe()}."
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
@@ -98,17 +98,17 @@ def pick_user(sel: SelectedRun) -> Any | None:
 def profile(sel: SelectedRun, user: Any, ratings: pd.DataFrame) -> None:
     model = sel.model
     u = model.user_ids.index_of(user)
-    cols = st.columns(6)
+    cols = st.columns(3)
     cols[0].metric("Ratings", f"{len(ratings):,}")
     cols[1].metric("Their mean rating", f"{ratings['rating'].mean():.2f}" if len(ratings) else "–")
     cols[2].metric("User bias", f"{model.user_biases()[u]:+.3f}" if model.model_config.use_bias else "none",
-                   help="How much above (or below) the global mean this user rates, as the model learned it.")
+                   help="How much above (or below) the global term this user rates, as the model learned it.")
     users = sel.data.users
     if users is not None and user in users.index:
         row = users.loc[user]
-        for col, name in zip(cols[3:], ("age", "gender", "occupation")):
-            if name in row.index:
-                col.metric(name.capitalize(), str(row[name]))
+        parts = [f"{name}: **{row[name]}**" for name in ("age", "gender", "occupation", "zip", "age_group")
+                 if name in row.index and pd.notna(row[name])]
+        st.markdown("User " + str(user) + " · " + " · ".join(p.replace("age_group", "age band") for p in parts))
 
 
 def errors(summary: pd.DataFrame, note: str) -> None:
@@ -213,7 +213,7 @@ if sel is not None:
         summary = views.error_summary(ratings)
         errors(summary, note)
         if len(ratings):
-            left, right = st.columns([3, 2])
+            left, right = st.columns([5, 4])
             left.plotly_chart(charts.actual_vs_predicted(ratings, sel.data.rating_scale), key="user_scatter")
             with right:
                 st.markdown(f"**Their {len(ratings)} ratings**")

@@ -23,6 +23,8 @@ MOVIE_KEY = "movie_page_item"
 RUN_KEY = "movie_page_run"
 GROUPS = (("age_group", "Age band"), ("gender", "Gender"), ("occupation", "Occupation"))
 GROUP_VIEW_KEY = "movie_group_view"  # the open demographic tab's label
+# Up to this many movies a picker lists them all; above (ml-25m has 62k), a title search fills it.
+PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "5000"))
 
 
 def _stamp(sel: SelectedRun) -> float:
@@ -64,13 +66,25 @@ def _similar(run_id: str, stamp: float, item: Any, n: int, min_ratings: int, cen
 
 
 # ---------------------------------------------------------------------------- sections
-def pick_movie(sel: SelectedRun, table: pd.DataFrame) -> Any:
-    options = table["item"].tolist()
-    labels = dict(zip(table["item"], table["label"] + " · " + table["ratings"].map("{:,}".format) + " ratings"))
-    if st.session_state.get(RUN_KEY) != sel.run_id or st.session_state.get(MOVIE_KEY) not in labels:
-        st.session_state[MOVIE_KEY] = options[0]
+def pick_movie(sel: SelectedRun, table: pd.DataFrame) -> Any | None:
+    """A selectbox of every movie (most-rated first); for catalogues over ``PICK_ALL`` movies
+    (ml-25m has 62k), a title search that fills the selectbox with up to 200 matches."""
+    if st.session_state.get(RUN_KEY) != sel.run_id or st.session_state.get(MOVIE_KEY) not in set(table["item"]):
+        st.session_state[MOVIE_KEY] = table["item"].iloc[0]
         st.session_state[RUN_KEY] = sel.run_id
-    item = st.selectbox("Movie (type part of the title to search; most-rated first)", options,
+    shown = table
+    if len(table) > PICK_ALL:
+        query = st.text_input(f"Search a title among {len(table):,} movies", key="movie_search",
+                              help="Part of the title, e.g. 'star wars'. Empty: the 200 most-rated movies.")
+        shown = views.search_items(table, query, limit=200)
+        if shown.empty:
+            st.warning(f"No title contains “{query}”.")
+            return None
+        current = st.session_state[MOVIE_KEY]
+        if current not in set(shown["item"]):
+            st.session_state[MOVIE_KEY] = shown["item"].iloc[0]
+    labels = dict(zip(shown["item"], shown["label"] + " · " + shown["ratings"].map("{:,}".format) + " ratings"))
+    item = st.selectbox("Movie (type part of the title to search; most-rated first)", shown["item"].tolist(),
                         format_func=lambda i: labels.get(i, str(i)), key=MOVIE_KEY)
     return item.item() if isinstance(item, np.generic) else item
 
@@ -142,13 +156,17 @@ def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataF
 
 
 # ---------------------------------------------------------------------------- the page
-st.title("One movie")
-sel = selected_run()
-if sel is not None:
+def page() -> None:
+    st.title("One movie")
+    sel = selected_run()
+    if sel is None:
+        return
     st.caption(sel.title)
     key = (sel.run_id, _stamp(sel))
     table = _items(*key, sel)
     item = pick_movie(sel, table)
+    if item is None:
+        return
     row = table.set_index("item").loc[item]
     movie = _movie(*key, item, sel)
     summary(sel, item, row, movie)
@@ -165,3 +183,6 @@ if sel is not None:
     demographics(movie)
     st.divider()
     st.fragment(similar)(sel, key, item, table)
+
+
+page()

@@ -24,6 +24,8 @@ from ui.selection import SelectedRun, selected_run
 USER_KEY = "user_page_id"  # text input: the raw user id
 RUN_KEY = "user_page_run"  # the run the id was chosen for (a new run starts from its first user)
 PICK_KEY = "user_page_source"
+# Up to this many movies a picker lists them all; above (ml-25m has 62k), a title search fills it.
+PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "5000"))
 
 
 def _stamp(sel: SelectedRun) -> float:
@@ -160,15 +162,27 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
     source = c1.radio("Movie", ["From their ratings", "Any movie"], key=PICK_KEY,
                       disabled=len(ratings) == 0, index=0 if len(ratings) else 1)
     if source == "From their ratings" and len(ratings):
-        options = ratings["item"].tolist()
+        rated = ratings
+        if len(rated) > PICK_ALL:  # a heavy ml-25m rater: keep the predictions furthest off
+            rated = rated.loc[rated["error"].abs().nlargest(PICK_ALL).index].sort_values("title", kind="stable")
+            c2.caption(f"Their {PICK_ALL:,} ratings the model predicts worst, of {len(ratings):,}.")
+        options = rated["item"].tolist()
         lookup = {i: f"{t} — rated {r:g} ({s})" for i, t, r, s in
-                  zip(ratings["item"], ratings["title"], ratings["rating"], ratings["set"])}
+                  zip(rated["item"], rated["title"], rated["rating"], rated["set"])}
         pick_key = "user_pick_rated"
     else:
-        by_pop = items.sort_values("ratings", ascending=False, kind="stable")
+        pick_key = "user_pick_any"
+        if len(items) > PICK_ALL:  # ml-25m: 62k movies are too many for one selectbox
+            query = c2.text_input(f"Search a title among {len(items):,} movies", key="user_search",
+                                  help="Part of the title. Empty: the 200 most-rated movies.")
+            by_pop = views.search_items(items, query, limit=200)
+            if by_pop.empty:
+                c2.warning(f"No title contains “{query}”.")
+                return
+        else:
+            by_pop = items.sort_values("ratings", ascending=False, kind="stable")
         options = by_pop["item"].tolist()
         lookup = dict(zip(by_pop["item"], by_pop["label"] + " · " + by_pop["ratings"].astype(str) + " ratings"))
-        pick_key = "user_pick_any"
     if st.session_state.get(pick_key) not in lookup:
         st.session_state.pop(pick_key, None)
     item = c2.selectbox("Choose the movie (type to search)", options, format_func=lambda i: lookup.get(i, str(i)),

@@ -280,3 +280,47 @@ def test_movie_page_distributions_groups_and_similar_movies(runs):
     assert not at.exception, at.exception
     sim = frame(at, "movie_similar")
     assert len(sim) == 10 and np.all(sim["similarity"].to_numpy() <= 1.0 + 1e-9)
+
+
+def test_large_catalogues_get_a_title_search(runs, monkeypatch):
+    """Above MFSTUDIO_PICK_ALL movies (5,000 by default: ml-25m has 62k) the pickers search titles."""
+    monkeypatch.setenv("MFSTUDIO_PICK_ALL", "100")
+    at = open_page(MOVIE)
+    assert len(at.selectbox(key="movie_page_item").options) == 200  # the 200 most-rated
+    at.text_input(key="movie_search").set_value("toy story").run()
+    assert not at.exception, at.exception
+    picker = at.selectbox(key="movie_page_item")
+    assert [picker.format_func(o).split(" · ")[0] for o in picker.options] == ["Toy Story (1995)"]
+    assert metric(at, "Users who rated it") == "452"
+    at.text_input(key="movie_search").set_value("no such title").run()
+    assert not at.exception, at.exception
+    assert any("No title contains" in w.value for w in at.warning)
+
+    at.switch_page(USER).run()
+    at.radio(key="user_page_source").set_value("Any movie").run()
+    at.text_input(key="user_search").set_value("fargo").run()
+    assert not at.exception, at.exception
+    labels = spec(at, "user_waterfall")["layout"]["title"]["text"]
+    assert "Fargo (1996)" in labels
+
+
+# ---------------------------------------------------------------------------- chart builders
+def test_chart_builders_sample_large_scatters_and_split_the_output_step():
+    import pandas as pd
+
+    from ui import inspect_charts as charts
+
+    table = pd.DataFrame({"ratings": np.arange(30_000) % 50, "norm": 1.0, "bias": 0.0, "title": "t"})
+    fig = charts.norm_vs_popularity(table, "movies", max_points=1_000)
+    assert len(fig.data[0].x) == 1_000 and "a random 1,000 of 29,400" in fig.layout.title.text
+    assert "600 without ratings left out" in fig.layout.title.text
+    linear = pd.DataFrame({"label": ["global (g)", "factor 0", "prediction"], "value": [3.5, 0.2, 3.7],
+                           "measure": ["absolute", "relative", "total"], "kind": ["global", "factor", "prediction"]})
+    assert len(charts.prediction_waterfall(linear, "t").data) == 1
+    clipped = pd.DataFrame({"label": ["global (g)", "factor 0", "raw sum", "clip to [1, 5]", "prediction"],
+                            "value": [3.5, 2.0, 5.5, -0.5, 5.0],
+                            "measure": ["absolute", "relative", "total", "relative", "total"],
+                            "kind": ["global", "factor", "raw", "output", "prediction"]})
+    fig = charts.prediction_waterfall(clipped, "t")
+    assert len(fig.data) == 2 and list(fig.data[1].x) == ["raw sum", "clip to [1, 5]", "prediction"]
+    assert list(fig.data[1].measure) == ["absolute", "relative", "total"]

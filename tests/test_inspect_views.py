@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -173,6 +174,16 @@ def test_waterfall_shows_the_sigmoid_step():
 
 
 # ----------------------------------------------------------------------------- one movie
+
+
+def test_search_items_matches_titles_most_rated_first():
+    table = pd.DataFrame({"item": [1, 2, 3, 4], "title": ["Alien (1979)", "Aliens (1986)", "Heat (1995)", "ALIEN 3"],
+                          "ratings": [10, 30, 5, 30]})
+    assert views.search_items(table, "alien")["item"].tolist() == [4, 2, 1]  # ties by title
+    assert views.search_items(table, "")["item"].tolist() == [4, 2, 1, 3]
+    assert views.search_items(table, "", limit=2)["item"].tolist() == [4, 2]
+    assert views.search_items(table, "(19")["item"].tolist() == [2, 1, 3]  # plain text, not a regex
+    assert views.search_items(table, "zzz").empty
 
 
 def test_movie_ratings_groups_and_similar_movies():

@@ -132,13 +132,20 @@ def factor_histograms(hist: pd.DataFrame, *, item_word: str = "movies", columns:
                    legend=True)
 
 
-def norm_vs_popularity(table: pd.DataFrame, what: str, *, label: str = "title", colour: str = ITEM_COLOUR) -> go.Figure:
+def norm_vs_popularity(table: pd.DataFrame, what: str, *, label: str = "title", colour: str = ITEM_COLOUR,
+                       max_points: int = 20_000, seed: int = 0) -> go.Figure:
     """Scatter: vector length (L2 norm) against the number of ratings, log x.
 
-    Rows without ratings cannot sit on a log axis and are left out (the title says how many).
+    Rows without ratings cannot sit on a log axis and are left out (the title says how
+    many); more than ``max_points`` rows are drawn as a seeded random sample (the title
+    says so), which keeps ml-25m's 162k users light in the browser.
     """
     rated = table[table["ratings"] > 0]
     left_out = len(table) - len(rated)
+    sampled = len(rated) > max_points
+    if sampled:
+        keep = np.sort(np.random.default_rng(seed).choice(len(rated), size=max_points, replace=False))
+        total, rated = len(rated), rated.iloc[keep]
     hover_label = rated[label].astype(str).map(_short) if label in rated else rated.index.astype(str)
     # WebGL for thousands of points (one canvas, not one SVG node per point), SVG for few.
     trace = go.Scattergl if len(rated) > 1000 else go.Scatter
@@ -149,8 +156,10 @@ def norm_vs_popularity(table: pd.DataFrame, what: str, *, label: str = "title", 
         hovertemplate="%{customdata[0]}<br>%{x:,} ratings<br>norm %{y:.3f}<br>bias %{customdata[1]:.3f}<extra></extra>",
     ))
     title = f"{what.capitalize()}: vector length against ratings"
-    if left_out:
-        title += f" ({left_out:,} without ratings left out)"
+    notes = ([f"a random {max_points:,} of {total:,}"] if sampled else []) + (
+        [f"{left_out:,} without ratings left out"] if left_out else [])
+    if notes:
+        title += f" ({'; '.join(notes)})"
     _layout(fig, title, height=360, x="ratings (log scale)", y="‖vector‖ (L2 norm)")
     fig.update_xaxes(type="log", tickvals=log_ticks(rated["ratings"].to_numpy()), tickformat=",")
     return fig
@@ -211,7 +220,8 @@ def actual_vs_predicted(frame: pd.DataFrame, scale: tuple[float, float], *, jitt
         x = part["rating"].to_numpy(dtype=np.float64)
         if jitter:
             x = x + _jitter(len(part), seed=n)
-        fig.add_trace(go.Scatter(
+        trace = go.Scattergl if len(part) > 1000 else go.Scatter  # heavy raters: one canvas, not 1000s of nodes
+        fig.add_trace(trace(
             x=x, y=part["predicted"], mode="markers", name=f"{name} ({len(part)})",
             marker=dict(color=colour, symbol=symbol, size=8 if name == "test" else 6, opacity=0.75),
             customdata=np.c_[part["title"].astype(str), part["rating"], part["genres"].astype(str)],

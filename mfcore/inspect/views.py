@@ -387,6 +387,19 @@ def explain_prediction(trained: TrainedModel, user: Any, item: Any) -> dict[str,
 # ------------------------------------------------------------------------- one movie
 
 
+def search_items(table: pd.DataFrame, query: str = "", limit: int = 200) -> pd.DataFrame:
+    """Rows of an :func:`item_table` whose title contains ``query`` (case-insensitive,
+    plain text, not a pattern), most-rated first, at most ``limit`` of them; with an
+    empty query, the ``limit`` most-rated items. For pickers over large catalogues."""
+    pool = table
+    query = (query or "").strip()
+    if query:
+        pool = table[table["title"].astype(str).str.contains(query, case=False, regex=False)]
+    order = np.lexsort((pool["title"].astype(str).to_numpy(), -pool["ratings"].to_numpy()))
+    return pool.iloc[order[:limit]]
+
+
+
 def movie_ratings(data: RatingData, item: Any) -> pd.Series:
     """One item's actual ratings, indexed by raw user id (empty when nobody rated it)."""
     d_item = data.item_ids.indices_of(np.array([item]))[0]

@@ -20,6 +20,7 @@ from mfcore.config import TrainConfig
 from mfcore.model import MFModel
 from mfcore.training.objective import batch_objective
 from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
+from mfcore.training.shuffle import EXACT_MAX, epoch_order
 
 
 class Stepper(Protocol):
@@ -43,12 +44,31 @@ class ChunkedStepper:
 
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[int, float]]:
         n = len(self.train)
-        order = torch.randperm(n, generator=generator).to(self.train.ratings.device)
+        order = self.epoch_order(generator)
         sq_sum = 0.0
         for start in range(0, n, self.chunk_size):
             idx = order[start : start + self.chunk_size]
             sq_sum += self.step(idx)
             yield min(start + self.chunk_size, n), sq_sum
+
+    def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's shuffle of the training ratings: int32 indices on the data's device.
+
+        On the CPU (and MPS) it is :func:`mfcore.training.shuffle.epoch_order`: exactly
+        ``torch.randperm(n, generator=generator)`` up to 4M ratings, a cheaper uniform
+        shuffle above. On CUDA the permutation is drawn on the GPU from a device
+        generator seeded once from ``generator`` (a CPU shuffle of 25M ratings would
+        cost more than the GPU's whole epoch).
+        """
+        n = len(self.train)
+        device = self.train.ratings.device
+        if device.type == "cuda":
+            dev_gen = getattr(self, "_device_generator", None)
+            if dev_gen is None:
+                seed = int(torch.randint(0, 2**62, (1,), generator=generator, dtype=torch.int64))
+                dev_gen = self._device_generator = torch.Generator(device=device).manual_seed(seed)
+            return torch.randperm(n, generator=dev_gen, device=device, dtype=torch.int32)
+        return torch.from_numpy(epoch_order(n, generator)).to(device)
 
 
 @dataclass
@@ -72,7 +92,7 @@ def l2_row_weights(index: torch.Tensor, n_rows: int, power: float) -> torch.Tens
     A row's total penalty is then l2·n̄^(1-power)·n^power; n̄ is the mean count over rows
     that have ratings, so the average row is penalised exactly ``l2`` per rating.
     """
-    counts = torch.bincount(index.long(), minlength=n_rows).to(torch.float32)
+    counts = torch.bincount(index, minlength=n_rows).to(torch.float32)  # int32 as is: no int64 copy
     if power >= 1.0:
         return torch.ones(n_rows, device=index.device)
     rated = counts[counts > 0]
@@ -80,8 +100,12 @@ def l2_row_weights(index: torch.Tensor, n_rows: int, power: float) -> torch.Tens
     return (mean / counts.clamp(min=1.0)).pow(1.0 - power)
 
 
-def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> Stepper:
-    """ALS gets the solver, per-rating SGD (batch size 1) the compiled kernel, the rest autograd."""
+def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors, threads: int = 1) -> Stepper:
+    """ALS gets the solver, per-rating SGD (batch size 1) the compiled kernel, the rest autograd.
+
+    ``threads``: CPU threads the per-rating kernel may use on large data (see
+    :class:`PerRatingSGDStepper`); torch's own ops follow ``torch.set_num_threads``.
+    """
     if config.optimizer == "als":
         from mfcore.training.als import ALSStepper
 
@@ -97,7 +121,7 @@ def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors) -> St
         and config.weight_decay == 0
         and model.config.output == "linear"
     ):
-        return PerRatingSGDStepper(model, config, train)
+        return PerRatingSGDStepper(model, config, train, threads=threads)
     batch = len(train) if config.batch_size == 0 else config.batch_size
     return TorchOptimStepper(model, config, train, max(1, min(batch, len(train))))
 
@@ -168,14 +192,21 @@ def _make_optimizer(name: str, params: list[torch.nn.Parameter], cfg: TrainConfi
 class PerRatingSGDStepper(ChunkedStepper):
     """Classic per-rating SGD (batch size 1) without autograd.
 
-    CPU: a compiled sequential loop over the model's own storage. Other devices: the
-    same update on chunks of ratings (see :mod:`mfcore.training.kernels`).
+    CPU: a compiled sequential loop over the model's own storage, in the order of
+    ``torch.randperm`` (bit for bit, so results do not depend on this speed-up) up to
+    :attr:`BLOCKED_MIN_RATINGS` training ratings. From there on (ml-10m and up) the
+    factor tables outgrow the caches and the epoch follows a cache-blocked schedule
+    (:mod:`mfcore.training.blocked`), which also runs on ``threads`` threads, race-free.
+    Other devices: the same update on chunks of ratings (see :mod:`mfcore.training.kernels`).
     """
 
     CPU_CHUNK = 32_768  # ratings per kernel call: small enough for ~10 progress checks/s
     DEVICE_CHUNK = 4_096  # ratings updated together on a GPU
+    BLOCKED_MIN_RATINGS = EXACT_MAX + 1
+    """From this many training ratings on, CPU epochs follow the cache-blocked schedule
+    (which reorders the TrainTensors in place: only the set of ratings matters)."""
 
-    def __init__(self, model: MFModel, config: TrainConfig, train: TrainTensors) -> None:
+    def __init__(self, model: MFModel, config: TrainConfig, train: TrainTensors, threads: int = 1) -> None:
         self.model = model
         self.config = config
         self.train = train
@@ -184,6 +215,7 @@ class PerRatingSGDStepper(ChunkedStepper):
         self.chunk_size = self.CPU_CHUNK if self.on_cpu else self.DEVICE_CHUNK
         self.use_bias = model.config.use_bias
         self.learn_g = model.config.global_bias == "learned"
+        self.blocks = None
         if self.on_cpu:
             self._np = [t.detach().numpy() for t in (train.users, train.items, train.ratings,
                                                      train.user_weight, train.item_weight)]
@@ -191,9 +223,21 @@ class PerRatingSGDStepper(ChunkedStepper):
                 p.detach().numpy()
                 for p in (model.user_factors, model.item_factors, model.user_bias, model.item_bias)
             ] + [model.global_bias.detach().view(1).numpy()]
+            if len(train) >= self.BLOCKED_MIN_RATINGS:
+                from mfcore.training.blocked import BlockedSchedule
+
+                self.blocks = BlockedSchedule(*self._np[:3], model.n_users, model.n_items,
+                                              model.config.n_factors, threads=threads)
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr
+
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[int, float]]:
+        if self.on_cpu and self.blocks is not None:
+            cfg = self.config
+            return self.blocks.epoch(generator, self._weights, self._np[3], self._np[4], self.lr, cfg.l2,
+                                     cfg.l2_bias, self.use_bias, self.learn_g, self.CPU_CHUNK)
+        return super().epoch(generator)
 
     def step(self, idx: torch.Tensor) -> float:
         cfg, m = self.config, self.model

@@ -95,9 +95,10 @@ class Trainer:
         """Train, yielding events; never raises for a diverging or failing run."""
         device_name = "?"
         epoch = 0
+        self._threads = 1
         try:
             if self.device.type == "cpu":
-                configure_cpu_threads(self.runtime.cpu_threads)
+                self._threads = configure_cpu_threads(self.runtime.cpu_threads)
             device_name = describe_device(self.device)
             for event in self._run(device_name):
                 epoch = getattr(event, "epoch", epoch)
@@ -118,6 +119,11 @@ class Trainer:
         data, split, dev = self.data, self.split, self.device
         gen = torch.Generator().manual_seed(tc.seed)
 
+        # The baselines first: their float64 temporaries (~1 GB on 25M ratings) are gone
+        # before the training tensors exist, which keeps the run's peak memory down.
+        self.baselines = evaluate_baselines(data, split)
+        # int32 indices and float32 ratings, one copy each (the row selections), kept as
+        # they are: no int64 or float64 versions of anything of size n.
         train_u = torch.from_numpy(data.user_idx[split.train]).to(dev)
         train_i = torch.from_numpy(data.item_idx[split.train]).to(dev)
         train_r = torch.from_numpy(data.rating[split.train]).to(dev)
@@ -125,7 +131,7 @@ class Trainer:
         test_i = torch.from_numpy(data.item_idx[split.test]).to(dev)
         test_r = torch.from_numpy(data.rating[split.test]).to(dev)
         n_train = len(train_r)
-        global_mean = float(train_r.double().mean()) if n_train else 0.0
+        global_mean = _mean_f64(train_r) if n_train else 0.0
 
         self.model = model = MFModel(
             data.n_users, data.n_items, self.model_config,
@@ -136,11 +142,10 @@ class Trainer:
             user_weight=l2_row_weights(train_u, data.n_users, tc.l2_count_power),
             item_weight=l2_row_weights(train_i, data.n_items, tc.l2_count_power),
         )
-        stepper = make_stepper(model, tc, train)
+        stepper = make_stepper(model, tc, train, threads=self._threads)
         n_batches = max(1, math.ceil(n_train / max(1, tc.batch_size or n_train)))
         keep_snapshots = rt.keep_snapshots if rt.keep_snapshots is not None else data.n_ratings <= SNAPSHOT_MAX_RATINGS
 
-        self.baselines = evaluate_baselines(data, split)
         yield RunStarted(
             device=device_name, epochs=tc.epochs, n_train=n_train, n_test=len(test_r),
             batches_per_epoch=n_batches, baselines=dict(self.baselines),
@@ -223,11 +228,8 @@ class Trainer:
             return math.nan, math.nan
         if averager is not None and averager.count:
             with averager.swapped_in(model):
-                pred = model.predict_in_chunks(u, i)
-        else:
-            pred = model.predict_in_chunks(u, i)
-        err = (pred - r).double()
-        return float(err.square().mean().sqrt()), float(err.abs().mean())
+                return _rmse_mae(model, u, i, r)
+        return _rmse_mae(model, u, i, r)
 
     def _eval_state(self, model: MFModel, averager: "_WeightAverager | None") -> dict[str, torch.Tensor]:
         if averager is not None and averager.count:
@@ -279,6 +281,25 @@ def _snapshot(model: MFModel, averager: _WeightAverager | None) -> dict[str, np.
         "item_factors": state["item_factors"].detach().to("cpu", torch.float16).numpy().copy(),
         "user_factors": state["user_factors"].detach().to("cpu", torch.float16).numpy().copy(),
     }
+
+
+EVAL_CHUNK = 1 << 20
+
+
+@torch.no_grad()
+def _rmse_mae(model: MFModel, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor) -> tuple[float, float]:
+    """Test RMSE and MAE, predicted and summed (in float64) one chunk at a time."""
+    sq, ab = 0.0, 0.0
+    for s in range(0, len(r), EVAL_CHUNK):
+        err = (model.predict(u[s : s + EVAL_CHUNK], i[s : s + EVAL_CHUNK]) - r[s : s + EVAL_CHUNK]).double()
+        sq += float(err.square().sum())
+        ab += float(err.abs().sum())
+    return math.sqrt(sq / len(r)), ab / len(r)
+
+
+def _mean_f64(t: torch.Tensor, chunk: int = 1 << 22) -> float:
+    """Mean of a float32 tensor summed in float64, without a float64 copy of it."""
+    return sum(float(t[s : s + chunk].sum(dtype=torch.float64)) for s in range(0, len(t), chunk)) / len(t)
 
 
 def _diverged_message(epoch: int, lr: float, what: str) -> str:

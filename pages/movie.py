@@ -125,14 +125,14 @@ def demographics(movie: dict[str, Any]) -> None:
         return
     st.subheader("By demographic group", anchor=False)
     st.caption("Blue: the mean predicted rating over every user in the group. Green: the mean of the ratings the "
-               "group actually gave. Under each group: its users / how many of them rated the movie. Small groups "
+               "group actually gave. With each group: its users / how many of them rated the movie. Small groups "
                "swing a lot.")
     # Lazy tabs: only the open group's chart is drawn (a movie change then redraws one chart, not three).
     labels = [label for column, label in GROUPS if column in groups]
     tabs = st.tabs(labels, key=GROUP_VIEW_KEY, on_change="rerun")
     for tab, (column, label) in zip(tabs, [(c, l) for c, l in GROUPS if c in groups]):
         if tab.open:
-            tab.plotly_chart(charts.group_bars(groups[column], label, height=380), key=f"movie_group_{column}")
+            tab.plotly_chart(charts.group_bars(groups[column], label), key=f"movie_group_{column}")
 
 
 def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame) -> None:

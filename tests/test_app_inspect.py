@@ -267,6 +267,9 @@ def test_movie_page_distributions_groups_and_similar_movies(runs):
     open_tab(at, "movie_group_view", "Gender")
     gender = spec(at, "movie_group_gender")["data"][0]
     assert sum(int(x.split("<br>")[1].split(" / ")[0]) for x in gender["x"]) == 943
+    open_tab(at, "movie_group_view", "Occupation")
+    occupation = spec(at, "movie_group_occupation")["data"][0]
+    assert occupation["orientation"] == "h" and len(occupation["y"]) == 21 and occupation["y"][0].startswith("administrator (")
     sim = frame(at, "movie_similar")
     assert len(sim) == 10 and "Star Wars (1977)" not in sim["title"].tolist()
     assert sim["similarity"].is_monotonic_decreasing and sim["ratings"].min() >= 20

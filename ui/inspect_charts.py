@@ -326,23 +326,32 @@ def rating_distributions(predicted: np.ndarray, actual: np.ndarray, scale: tuple
     return fig
 
 
-def group_bars(table: pd.DataFrame, title: str, *, height: int = 340) -> go.Figure:
+def group_bars(table: pd.DataFrame, title: str, *, height: int | None = None) -> go.Figure:
     """Grouped bars per demographic group: mean predicted rating (all users in the group)
-    and mean actual rating (those who rated it). Under each group's name: how many users
-    it has and how many of them rated the movie; the same on hover."""
-    groups = [f"{g}<br>{u:,} / {r:,}" for g, u, r in zip(table["group"], table["users"], table["raters"])]
-    fig = go.Figure([
-        go.Bar(x=groups, y=table["mean_predicted"], name="mean predicted (all its users)",
-               marker_color=PREDICTED_COLOUR, customdata=table["users"],
-               hovertemplate="mean predicted %{y:.2f} over %{customdata:,} users<extra></extra>"),
-        go.Bar(x=groups, y=table["mean_actual"], name="mean actual (those who rated it)",
-               marker_color=ACTUAL_COLOUR, customdata=table["raters"],
-               hovertemplate="mean actual %{y:.2f} from %{customdata:,} ratings<extra></extra>"),
-    ])
-    fig.update_layout(barmode="group", hovermode="x unified")
-    _layout(fig, title, height=height, y="mean rating", legend=True)
+    and mean actual rating (those who rated it). Beside each group's name: how many users
+    it has and how many of them rated the movie; the same on hover. More than 8 groups
+    (occupations) are drawn as horizontal bars so their names stay readable."""
+    many = len(table) > 8
+    names = [f"{g} ({u:,} / {r:,})" if many else f"{g}<br>{u:,} / {r:,}"
+             for g, u, r in zip(table["group"], table["users"], table["raters"])]
+    bars = []
+    for column, count, name, colour, what in (
+        ("mean_predicted", "users", "mean predicted (all its users)", PREDICTED_COLOUR, "over %{customdata:,} users"),
+        ("mean_actual", "raters", "mean actual (those who rated it)", ACTUAL_COLOUR, "from %{customdata:,} ratings"),
+    ):
+        value = "%{x:.2f}" if many else "%{y:.2f}"
+        xy = dict(y=names, x=table[column], orientation="h") if many else dict(x=names, y=table[column])
+        bars.append(go.Bar(**xy, name=name, marker_color=colour, customdata=table[count],
+                           hovertemplate=f"{name.split(' (')[0]} {value} {what}<extra></extra>"))
+    fig = go.Figure(bars)
+    fig.update_layout(barmode="group")
+    _layout(fig, title, height=height or (max(360, 34 * len(table) + 120) if many else 360), legend=True)
     finite = pd.concat([table["mean_predicted"], table["mean_actual"]]).dropna()
+    value_axis, group_axis = (fig.update_xaxes, fig.update_yaxes) if many else (fig.update_yaxes, fig.update_xaxes)
+    value_axis(title_text="mean rating")
     if len(finite):
-        fig.update_yaxes(range=[max(0.0, float(finite.min()) - 0.4), float(finite.max()) + 0.2])
-    fig.update_xaxes(type="category", title_text="group (users / of them rated it)")
+        value_axis(range=[max(0.0, float(finite.min()) - 0.4), float(finite.max()) + 0.2])
+    group_axis(type="category", title_text="group (users / of them rated it)")
+    if many:
+        fig.update_yaxes(autorange="reversed", automargin=True)
     return fig

@@ -399,7 +399,6 @@ def search_items(table: pd.DataFrame, query: str = "", limit: int = 200) -> pd.D
     return pool.iloc[order[:limit]]
 
 
-
 def movie_ratings(data: RatingData, item: Any) -> pd.Series:
     """One item's actual ratings, indexed by raw user id (empty when nobody rated it)."""
     d_item = data.item_ids.indices_of(np.array([item]))[0]

@@ -10,6 +10,7 @@ planted factors beside the learned ones. Projections come from
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any
@@ -25,7 +26,7 @@ from ui.selection import SelectedRun, selected_run
 
 MAP_MAX_POINTS = 60_000  # WebGL draws ml-25m's 59,047 movies; users past this are sampled
 ANIMATION_MAX_POINTS = 4_000  # SVG frames (plotly cannot animate WebGL) stay smooth up to here
-TSNE_DEFAULT_POINTS = 2_000  # t-SNE of 2,000 points: ~10-30 s once per run and seed (then cached)
+TSNE_DEFAULT_POINTS = 1_000  # t-SNE of 2,000 points took 47 s on a busy 2-core machine; 1,000 about a quarter
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 WHAT = {"movies": ("item_factors", charts.ITEM_COLOURS), "users": ("user_factors", charts.USER_COLOURS)}
 
@@ -61,14 +62,22 @@ def _users(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _projection(run_id: str, stamp: float, what: str, method: str, seed: int, cap: int,
                 _sel: SelectedRun) -> proj.Projection:
-    """The 2D projection (cached per run, checkpoint time, what, method, seed and sample cap)."""
+    """The 2D projection (cached per run, checkpoint time, what, method, seed and sample cap).
+
+    PCA is fitted on every row (fast) and only the drawing is thinned past ``cap`` (the
+    browser slows past ~60,000 WebGL points); t-SNE/UMAP run on the sample itself.
+    """
     factors = _sel.model.item_factors() if what == "movies" else _sel.model.user_factors()
-    return proj.project(factors, method, seed=seed, max_points=cap)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _neighbours(run_id: str, stamp: float, item: Any, n: int, _sel: SelectedRun) -> pd.DataFrame:
-    return _sel.model.similar_items(item, n=n)
+    if method != "pca":
+        return proj.project(factors, method, seed=seed, max_points=cap)
+    p = proj.project(factors, "pca")
+    n = len(p.rows)
+    if n <= cap:
+        return p
+    keep = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+    return dataclasses.replace(p, coords=p.coords[keep], rows=p.rows[keep],
+                               note=f"a random {cap:,} of the {n:,} {what} (PCA fitted on all of them; the browser "
+                                    "slows down with more points)")
 
 
 @st.cache_data(show_spinner="Aligning the epochs…", max_entries=8)
@@ -106,8 +115,78 @@ def _planted(run_id: str, stamp: float, _sel: SelectedRun) -> dict[str, Any] | N
     }
 
 
-def _csv(points: pd.DataFrame, id_col: str, method: str) -> bytes:
-    cols = [c for c in (id_col, "title", "genres", "x", "y", "ratings", "mean_rating", "bias") if c in points.columns]
+def id_col(what: str) -> str:
+    return "item" if what == "movies" else "user"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _map_view(run_id: str, stamp: float, what: str, method: str, seed: int, cap: int, colour: str, searched: Any,
+              n_neigh: int, _sel: SelectedRun) -> dict[str, Any]:
+    """Everything the map section draws for one choice of controls: the figure, the drawn
+    points (for the CSV), the neighbours table and the caption. Cached, so a rerun that
+    changes nothing here (another section's widget, a download) costs a cache lookup."""
+    table = _items(run_id, stamp, _sel) if what == "movies" else _users(run_id, stamp, _sel)
+    p = _projection(run_id, stamp, what, method, seed, cap, _sel)
+    points = table.iloc[p.rows].reset_index(drop=True)
+    points["x"], points["y"] = p.coords[:, 0], p.coords[:, 1]
+    pos = pd.Series(np.arange(len(points)), index=points[id_col(what)].to_numpy())
+    focus = neighbours = sim = None
+    missing = False
+    if searched is not None:
+        if searched in pos.index:
+            focus = points.iloc[[int(pos[searched])]]
+        else:
+            missing = True
+        if what == "movies" and n_neigh > 0:
+            sim = _sel.model.similar_items(searched, n=n_neigh)
+            names = table.set_index("item")
+            sim = sim.assign(rank=np.arange(1, len(sim) + 1), title=names.loc[sim["item"], "label"].to_numpy(),
+                             ratings=names.loc[sim["item"], "ratings"].to_numpy(),
+                             on_map=sim["item"].isin(pos.index).to_numpy())
+            on_map = sim[sim["on_map"]]
+            neighbours = points.iloc[pos[on_map["item"]].to_numpy()].assign(rank=on_map["rank"].to_numpy())
+    k = _sel.model.model_config.n_factors
+    label = METHOD_LABELS[method]
+    axes = (f"{label} 1", f"{label} 2")
+    note = f"Showing {p.note}."
+    if method == "pca" and p.explained_variance is not None:
+        ev = p.explained_variance
+        axes = (f"PC1 ({100 * ev[0]:.0f}% of the spread)", f"PC2 ({100 * ev[1]:.0f}%)")
+        note += (f" The two axes hold {100 * sum(ev):.0f}% of the variance of the {k} factors; "
+                 "points close here can still differ along the other directions.")
+    else:
+        note += " t-SNE/UMAP keep who is near whom; the distance between far groups and the axes mean nothing."
+    fig = charts.map_figure(points, colour, colours=WHAT[what][1], axes=axes, neighbours=neighbours, focus=focus,
+                            title=f"{label} of the {k}-factor {what[:-1]} vectors")
+    return {"fig": fig, "points": points, "sim": sim, "missing": missing, "note": note}
+
+
+@st.cache_data(show_spinner="Aligning the epochs…", max_entries=8)
+def _animation(run_id: str, stamp: float, what: str, colour: str, _sel: SelectedRun) -> dict[str, Any]:
+    rows, frames = _frames(run_id, stamp, what, ANIMATION_MAX_POINTS, _sel)
+    table = _items(run_id, stamp, _sel) if what == "movies" else _users(run_id, stamp, _sel)
+    points = table.iloc[rows].reset_index(drop=True)
+    fig = charts.animation_figure(frames, points, colour, colours=WHAT[what][1],
+                                  title=f"The {what[:-1]} vectors after each of {len(frames)} epochs (PCA)")
+    return {"fig": fig, "drawn": len(rows), "total": len(table)}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _planted_figures(run_id: str, stamp: float, colour: str, _sel: SelectedRun):
+    res = _planted(run_id, stamp, _sel)
+    table = _items(run_id, stamp, _sel)
+    ev = res["planted_ev"]
+    planted = table.assign(x=res["planted"][:, 0], y=res["planted"][:, 1])
+    learned = table.assign(x=res["learned"][:, 0], y=res["learned"][:, 1])
+    return (charts.map_figure(planted, colour, title=f"Planted rank-{res['rank']} movie factors (PCA)",
+                              axes=(f"PC1 ({100 * ev[0]:.0f}%)", f"PC2 ({100 * ev[1]:.0f}%)"), height=460,
+                              legend=False),
+            charts.map_figure(learned, colour, title="Learned movie factors (PCA, turned onto the planted)",
+                              axes=("", ""), height=460, legend=False))
+
+
+def _csv(points: pd.DataFrame, id_name: str, method: str) -> bytes:
+    cols = [c for c in (id_name, "title", "genres", "x", "y", "ratings", "mean_rating", "bias") if c in points.columns]
     return points[cols].assign(method=method).to_csv(index=False).encode("utf-8")
 
 
@@ -185,53 +264,24 @@ def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) ->
                                   help=f"{METHOD_LABELS[method]} grows slow with many points; "
                                        f"at most {proj.TSNE_MAX_POINTS:,}."))
     searched, n_neigh = _search(sel, what, table)
-    spin = f"{METHOD_LABELS[method]} of {min(cap, n):,} points…" + (" (t-SNE: up to a minute, once)" if method == "tsne" else "")
+    spin = f"{METHOD_LABELS[method]} of {min(cap, n):,} points…"
+    if method == "tsne":
+        spin += " (t-SNE: up to a minute, once per run, seed and sample size)"
     with st.spinner(spin):
-        p = _projection(*key, what, method, seed, cap, sel)
-    points = table.iloc[p.rows].reset_index(drop=True)
-    points["x"], points["y"] = p.coords[:, 0], p.coords[:, 1]
-    id_col = "item" if what == "movies" else "user"
-    pos = pd.Series(np.arange(len(points)), index=points[id_col].to_numpy())
-
-    focus = neighbours = None
-    sim = None
-    if searched is not None:
-        if searched in pos.index:
-            focus = points.iloc[[int(pos[searched])]]
-        else:
-            st.info(f"{table.set_index(id_col).at[searched, 'label']} is not in this {METHOD_LABELS[method]} sample: "
-                    "choose PCA (it draws everything) or a larger sample.", icon=":material/info:")
-        if what == "movies" and n_neigh > 0:
-            sim = _neighbours(*key, searched, n_neigh, sel)
-            sim = sim.assign(rank=np.arange(1, len(sim) + 1))
-            on_map = sim[sim["item"].isin(pos.index)]
-            neighbours = points.iloc[pos[on_map["item"]].to_numpy()].assign(rank=on_map["rank"].to_numpy())
-    k = sel.model.model_config.n_factors
-    axes = ("PC1", "PC2") if method == "pca" else (f"{METHOD_LABELS[method]} 1", f"{METHOD_LABELS[method]} 2")
-    if method == "pca" and p.explained_variance is not None:
-        ev = p.explained_variance
-        axes = (f"PC1 ({100 * ev[0]:.0f}% of the spread)", f"PC2 ({100 * ev[1]:.0f}%)")
-    title = f"{METHOD_LABELS[method]} of the {k}-factor {what[:-1]} vectors"
-    fig = charts.map_figure(points, colour, colours=WHAT[what][1], title=title, axes=axes,
-                            neighbours=neighbours, focus=focus)
-    st.plotly_chart(fig, key="map_chart", config={"scrollZoom": True})
-    note = f"Showing {p.note}."
-    if method == "pca" and p.explained_variance is not None:
-        note += (f" The two axes hold {100 * sum(p.explained_variance):.0f}% of the variance of the {k} factors; "
-                 "points close here can still differ along the other directions.")
-    else:
-        note += " t-SNE/UMAP keep who is near whom; the distance between far groups and the axes mean nothing."
-    st.caption(note + " Drag to zoom, double-click to reset; hover a point for its numbers.")
-
+        view = _map_view(*key, what, method, seed, cap, colour, searched, n_neigh, sel)
+    if view["missing"]:
+        hint = "choose a larger sample or PCA." if method != "pca" else "only a sample of this many points is drawn."
+        st.info(f"{table.set_index(id_col(what)).at[searched, 'label']} is not among the points drawn: {hint}",
+                icon=":material/info:")
+    st.plotly_chart(view["fig"], key="map_chart", config={"scrollZoom": True})
+    st.caption(view["note"] + " Drag to zoom, double-click to reset; hover a point for its numbers.")
+    points, sim = view["points"], view["sim"]
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     if sim is not None and len(sim):
-        names = table.set_index("item")
-        shown = sim.assign(title=names.loc[sim["item"], "label"].to_numpy(),
-                           ratings=names.loc[sim["item"], "ratings"].to_numpy(),
-                           on_map=sim["item"].isin(pos.index).to_numpy())
-        left.markdown(f"**Nearest neighbours of {names.at[searched, 'label']}** (cosine of the factor vectors)")
-        cols = ["rank", "title", "similarity", "ratings"] + ([] if shown["on_map"].all() else ["on_map"])
-        left.dataframe(shown[cols], hide_index=True,
+        left.markdown(f"**Nearest neighbours of {table.set_index('item').at[searched, 'label']}** "
+                      "(cosine of the factor vectors)")
+        cols = ["rank", "title", "similarity", "ratings"] + ([] if sim["on_map"].all() else ["on_map"])
+        left.dataframe(sim[cols], hide_index=True,
                        key="map_neighbours_table", column_config={
                            "rank": st.column_config.NumberColumn("#", format="%d", width="small",
                                                                  help="The number next to its ring on the map"),
@@ -242,7 +292,7 @@ def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) ->
                            "on_map": st.column_config.CheckboxColumn("on the map"),
                        })
     right.download_button(
-        "Download coordinates (CSV)", data=lambda: _csv(points, id_col, method), on_click="ignore",
+        "Download coordinates (CSV)", data=lambda: _csv(points, id_col(what), method), on_click="ignore",
         file_name=f"map_{sel.run_id}_{what}_{method}.csv", mime="text/csv", icon=":material/download:",
         key="map_download", help=f"{len(points):,} rows: id, title, x, y and the numbers shown on hover.",
     )
@@ -256,13 +306,10 @@ def watch_it_learn(sel: SelectedRun, key: tuple[str, float], what: str, colour: 
                 "(bigger ones would need too much memory). Train a run on smaller data to see the map move.",
                 icon=":material/movie_off:")
         return
-    rows, frames = _frames(*key, what, ANIMATION_MAX_POINTS, sel)
-    table = _items(*key, sel) if what == "movies" else _users(*key, sel)
-    points = table.iloc[rows].reset_index(drop=True)
-    fig = charts.animation_figure(frames, points, colour, colours=WHAT[what][1],
-                                  title=f"The {what[:-1]} vectors after each of {len(frames)} epochs (PCA)")
-    st.plotly_chart(fig, key="map_animation")
-    sample = "" if len(rows) == len(table) else f" A fixed random sample of {len(rows):,} of the {len(table):,} {what}."
+    anim = _animation(*key, what, colour, sel)
+    st.plotly_chart(anim["fig"], key="map_animation")
+    sample = ("" if anim["drawn"] == anim["total"] else
+              f" A fixed random sample of {anim['drawn']:,} of the {anim['total']:,} {what}.")
     st.caption("Press ▶ or drag the slider. Each epoch's PCA picture is rotated (or mirrored) onto the next one's "
                "by orthogonal Procrustes, so the map does not spin or flip between epochs: what moves is what "
                "the model learned. The last frame is the static PCA map above." + sample)
@@ -274,18 +321,11 @@ def planted_vs_learned(sel: SelectedRun, key: tuple[str, float], colour: str) ->
     if res is None:
         st.info("The model's ids do not match this synthetic dataset's, so the planted factors cannot be lined up.")
         return
-    table = _items(*key, sel)
     colour = colour if colour in charts.ITEM_COLOURS else "genre"
+    planted, learned = _planted_figures(*key, colour, sel)
     left, right = st.columns(2)
-    ev = res["planted_ev"]
-    planted = table.assign(x=res["planted"][:, 0], y=res["planted"][:, 1])
-    learned = table.assign(x=res["learned"][:, 0], y=res["learned"][:, 1])
-    left.plotly_chart(charts.map_figure(planted, colour, title=f"Planted rank-{res['rank']} movie factors (PCA)",
-                                        axes=(f"PC1 ({100 * ev[0]:.0f}%)", f"PC2 ({100 * ev[1]:.0f}%)"), height=460,
-                                        legend=False),
-                      key="map_planted")
-    right.plotly_chart(charts.map_figure(learned, colour, title="Learned movie factors (PCA, turned onto the planted)",
-                                         axes=("", ""), height=460, legend=False), key="map_learned")
+    left.plotly_chart(planted, key="map_planted")
+    right.plotly_chart(learned, key="map_learned")
     st.caption("Both pictures are PCA maps; the learned one is rotated/mirrored onto the planted one (orthogonal "
                "Procrustes), since a factorisation can only be learned up to such a rotation. Colours as in the "
                "map above; on synthetic data “genre” is the planted factor a movie loads on most (and its sign).")
@@ -293,7 +333,7 @@ def planted_vs_learned(sel: SelectedRun, key: tuple[str, float], colour: str) ->
     c1.metric("Movie-factor recovery", f"{res['final_items']:.3f}")
     c2.metric("User-factor recovery", f"{res['final_users']:.3f}")
     curve = res["curve"]
-    n_items = len(table)
+    n_items = len(_items(*key, sel))
     if len(curve):
         st.plotly_chart(charts.recovery_figure(curve, baseline=math.sqrt(res["rank"] / max(1, n_items))),
                         key="map_recovery")

@@ -215,9 +215,9 @@ def recommendations(sel: SelectedRun, table: pd.DataFrame, folded: foldin.Folded
     k = sel.model.model_config.n_factors
     bias = f" and a bias of {folded.bias:+.3f}" if sel.model.model_config.use_bias else ""
     floor_text = f" with at least {floor:,} ratings" if floor > 0 else ""
-    st.caption(f"Every movie{floor_text} you have not rated, ranked by predicted rating. Your {k}-number taste vector{bias} was "
-               f"solved from your {len(folded.ratings)} rating(s) in {took_ms:.1f} ms by one ridge regression with "
-               "the movie factors held fixed: no retraining.")
+    st.caption(f"Every movie{floor_text} you have not rated, ranked by predicted rating. Your {k}-number taste "
+               f"vector{bias} was solved from your {len(folded.ratings)} rating(s) in {took_ms:.1f} ms by one ridge "
+               "regression with the movie factors held fixed: no retraining.")
     if len(folded.ratings) < 5:
         st.caption("With fewer than about five ratings the vector leans on the regularisation and the list is "
                    "close to *most liked overall*; rate a few more to see it turn personal.")

@@ -107,7 +107,8 @@ def server(env, browser):
             waiter.wait_for_timeout(200)
         waiter.close()
         if not healthy(url):
-            pytest.fail(f"streamlit did not start (exit {proc.poll()}); log:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            tail = (tmp / "server.log").read_text()[-3000:]
+            pytest.fail(f"streamlit did not start (exit {proc.poll()}); log:\n{tail}")
         yield url
     finally:
         proc.terminate()

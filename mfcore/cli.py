@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--average-from", type=int, help="average the weights from this epoch on (SWA)")
     t.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (0 = off)")
     t.add_argument("--init-std", type=float)
+    implicit = t.add_mutually_exclusive_group()
+    implicit.add_argument("--implicit", dest="implicit_feedback", action="store_true", default=None,
+                          help="also learn from which movies each user rated (per-rating SGD only)")
+    implicit.add_argument("--no-implicit", dest="implicit_feedback", action="store_false")
     bias = t.add_mutually_exclusive_group()
     bias.add_argument("--bias", dest="use_bias", action="store_true", default=None, help="biased MF")
     bias.add_argument("--no-bias", dest="use_bias", action="store_false", help="plain dot-product MF")
@@ -180,12 +184,17 @@ def _configs_from_args(args: argparse.Namespace, preset: Any) -> tuple[Any, Any]
     """Preset configs overridden by every flag given (validated by the dataclasses)."""
     model_changes = {k: getattr(args, k) for k in ("n_factors", "use_bias", "init_std", "output") if getattr(args, k) is not None}
     train_keys = ("epochs", "lr", "optimizer", "batch_size", "weight_decay", "l2", "l2_bias", "momentum",
-                  "lr_decay", "average_from", "early_stopping_patience", "seed")
+                  "lr_decay", "average_from", "early_stopping_patience", "seed", "implicit_feedback")
     train_changes = {k: getattr(args, k) for k in train_keys if getattr(args, k) is not None}
     if "optimizer" in train_changes:
         train_changes["optimizer"] = train_changes["optimizer"].strip().lower().replace("-", "_")
     if "use_bias" in model_changes and not model_changes["use_bias"]:
         model_changes.setdefault("global_bias", "none")
+    if "implicit_feedback" not in train_changes and preset.train.implicit_feedback:
+        # The preset's implicit feedback needs per-rating SGD: another optimizer switches it off.
+        per_rating = (train_changes.get("optimizer", "sgd") == "sgd" and train_changes.get("batch_size", 1) == 1
+                      and not train_changes.get("momentum") and not train_changes.get("weight_decay"))
+        train_changes["implicit_feedback"] = per_rating
     train = replace(preset.train, **train_changes)
     if train.average_from is not None and train.average_from > train.epochs:
         train = replace(train, average_from=None)  # fewer epochs than the preset's averaging start

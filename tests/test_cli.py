@@ -93,3 +93,16 @@ def test_presets_and_datasets_listings(shared_data):
     assert code == 0 and all(name in out for name in ("default", "d2l", "pytorch-basics", "mf-advanced", "lowrank"))
     code, out, _ = _run(["datasets", "--data-dir", str(shared_data)])
     assert code == 0 and "ml-100k" in out and str(shared_data / "ml-100k") in out
+
+
+def test_implicit_feedback_follows_the_optimizer(tmp_path):
+    """The default preset learns from implicit feedback; another optimizer turns it off
+    (it needs per-rating SGD) unless asked for, and asking for it wrongly exits 2."""
+    save = tmp_path / "m.pt"
+    code, _, err = _run(["train", *SMALL, "--optimizer", "adam", "--batch-size", "64", "--save", str(save)])
+    assert code == 0, err
+    assert checkpoint.load(save).train_config.implicit_feedback is False
+    code, _, err = _run(["train", *SMALL, "--save", str(save)])
+    assert code == 0 and checkpoint.load(save).train_config.implicit_feedback is True
+    code, _, err = _run(["train", *SMALL, "--optimizer", "adam", "--implicit"])
+    assert code == 2 and "implicit_feedback: needs per-rating SGD" in err

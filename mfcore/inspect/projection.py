@@ -46,7 +46,8 @@ def project(factors: np.ndarray, method: str = "pca", *, seed: int = 0, max_poin
     note = f"all {n:,} points"
     if n > cap:
         rows = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-        note = f"a random sample of {cap:,} of {n:,} points ({method.upper()} is slow on more)"
+        name = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}[method]
+        note = f"a random sample of {cap:,} of {n:,} points ({name} is slow on more)"
     Xs = X[rows]
     if method == "pca":
         coords, ev = _pca(Xs)

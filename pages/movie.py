@@ -22,7 +22,8 @@ from ui.selection import SelectedRun, selected_run
 MOVIE_KEY = "movie_page_item"
 RUN_KEY = "movie_page_run"
 GROUPS = (("age_group", "Age band"), ("gender", "Gender"), ("occupation", "Occupation"))
-GROUP_VIEW_KEY = "movie_group_view"  # the open demographic tab's label
+GROUP_KEY = "movie_group_by"  # the demographic column the group chart splits by
+VIEW_KEY = "movie_view"  # the open tab's label
 # Up to this many movies a picker lists them all; above (ml-25m has 62k), a title search fills it.
 PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "5000"))
 
@@ -118,25 +119,36 @@ def users_table(frame: pd.DataFrame, demo: list[str]) -> pd.DataFrame:
     return out
 
 
-def demographics(movie: dict[str, Any]) -> None:
+def predicted_vs_actual(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
+                        movie: dict[str, Any]) -> None:
+    st.plotly_chart(charts.rating_distributions(movie["predicted"], movie["actual"], sel.data.rating_scale),
+                    key="movie_hist")
+    demo = [c for c in ("age", "gender", "occupation") if c in movie["top"].columns]
+    left, right = st.columns(2)
+    left.markdown("**Predicted to like it most**")
+    left.dataframe(users_table(movie["top"], demo), hide_index=True, column_config=USER_COLUMNS, key="movie_top")
+    right.markdown("**Predicted to like it least**")
+    right.dataframe(users_table(movie["bottom"], demo), hide_index=True, column_config=USER_COLUMNS,
+                    key="movie_bottom")
+
+
+def demographics(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
+                 movie: dict[str, Any]) -> None:
     groups = movie["groups"]
     if not groups:
-        st.caption("This dataset has no user demographics (ml-100k and ml-1m do), so there is no breakdown by group.")
+        st.info("This dataset has no user demographics (ml-100k and ml-1m do), so there is no breakdown by group.")
         return
-    st.subheader("By demographic group", anchor=False)
     st.caption("Blue: the mean predicted rating over every user in the group. Green: the mean of the ratings the "
                "group actually gave. With each group: its users / how many of them rated the movie. Small groups "
                "swing a lot.")
-    # Lazy tabs: only the open group's chart is drawn (a movie change then redraws one chart, not three).
-    labels = [label for column, label in GROUPS if column in groups]
-    tabs = st.tabs(labels, key=GROUP_VIEW_KEY, on_change="rerun")
-    for tab, (column, label) in zip(tabs, [(c, l) for c, l in GROUPS if c in groups]):
-        if tab.open:
-            tab.plotly_chart(charts.group_bars(groups[column], label), key=f"movie_group_{column}")
+    names = dict(GROUPS)
+    options = [column for column, _ in GROUPS if column in groups]
+    column = st.segmented_control("Group users by", options, format_func=names.get, default=options[0],
+                                  key=GROUP_KEY, required=True) or options[0]
+    st.plotly_chart(charts.group_bars(groups[column], names[column]), key=f"movie_group_{column}")
 
 
-def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame) -> None:
-    st.subheader("Most similar movies", anchor=False)
+def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame, movie: dict[str, Any]) -> None:
     c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
     n = c1.number_input("How many", 1, 50, 10, key="movie_sim_n")
     floor = c2.number_input("Only movies with at least this many ratings", 0, 1000, 20, step=5, key="movie_sim_floor",
@@ -170,19 +182,19 @@ def page() -> None:
     row = table.set_index("item").loc[item]
     movie = _movie(*key, item, sel)
     summary(sel, item, row, movie)
-    st.plotly_chart(charts.rating_distributions(movie["predicted"], movie["actual"], sel.data.rating_scale),
-                    key="movie_hist")
-    demo = [c for c in ("age", "gender", "occupation") if c in movie["top"].columns]
-    left, right = st.columns(2)
-    left.markdown("**Predicted to like it most**")
-    left.dataframe(users_table(movie["top"], demo), hide_index=True, column_config=USER_COLUMNS, key="movie_top")
-    right.markdown("**Predicted to like it least**")
-    right.dataframe(users_table(movie["bottom"], demo), hide_index=True, column_config=USER_COLUMNS,
-                    key="movie_bottom")
-    st.divider()
-    demographics(movie)
-    st.divider()
-    st.fragment(similar)(sel, key, item, table)
+    tabs = st.tabs(list(VIEWS), key=VIEW_KEY, on_change="rerun")
+    for tab, name in zip(tabs, VIEWS):
+        if tab.open:
+            with tab:
+                VIEWS[name](sel, key, item, table, movie)
 
+
+# Tab label -> section; only the open tab runs and is drawn (lazy tabs), so another movie
+# redraws one view; sections with controls are fragments.
+VIEWS = {
+    "Predicted vs actual": predicted_vs_actual,
+    "By demographic group": st.fragment(demographics),
+    "Most similar movies": st.fragment(similar),
+}
 
 page()

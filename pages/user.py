@@ -136,7 +136,6 @@ RATING_COLUMNS = {
 
 
 def recommendations(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: pd.DataFrame) -> None:
-    st.subheader("Top recommendations", anchor=False)
     c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
     n = c1.number_input("How many", 1, 100, 10, key="user_rec_n")
     show_test = c2.toggle("Let their test movies appear (marked)", key="user_rec_test",
@@ -154,7 +153,6 @@ def recommendations(sel: SelectedRun, key: tuple[str, float], user: Any, ratings
 
 
 def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: pd.DataFrame) -> None:
-    st.subheader("Why this prediction?", anchor=False)
     model = sel.model
     k = model.model_config.n_factors
     items = _items(*key, sel)
@@ -213,29 +211,48 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
     st.markdown("  \n".join(lines))
 
 
+def their_ratings(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: pd.DataFrame) -> None:
+    if not len(ratings):
+        st.info(f"User {user} has no ratings in {sel.data.name}.")
+        return
+    left, right = st.columns([5, 4])
+    left.plotly_chart(charts.actual_vs_predicted(ratings, sel.data.rating_scale), key="user_scatter")
+    with right:
+        st.markdown(f"**Their {len(ratings)} ratings**")
+        st.dataframe(ratings[["title", "rating", "predicted", "error", "set"]], hide_index=True, height=380,
+                     column_config=RATING_COLUMNS, key="user_ratings")
+
+
+VIEW_KEY = "user_view"  # the open tab's label
+# Tab label -> section; only the open tab runs and is drawn (lazy tabs), so another user
+# redraws one chart; sections with controls are fragments.
+VIEWS = {
+    "Their ratings": their_ratings,
+    "Recommendations": st.fragment(recommendations),
+    "Why this prediction?": st.fragment(decomposition),
+}
+
+
 # ---------------------------------------------------------------------------- the page
-st.title("One user")
-sel = selected_run()
-if sel is not None:
+def page() -> None:
+    st.title("One user")
+    sel = selected_run()
+    if sel is None:
+        return
     st.caption(sel.title)
     user = pick_user(sel)
-    if user is not None:
-        key = (sel.run_id, _stamp(sel))
-        roles, note = _roles(*key, sel)
-        ratings = _user(*key, user, sel, roles)
-        profile(sel, user, ratings)
-        summary = views.error_summary(ratings)
-        errors(summary, note)
-        if len(ratings):
-            left, right = st.columns([5, 4])
-            left.plotly_chart(charts.actual_vs_predicted(ratings, sel.data.rating_scale), key="user_scatter")
-            with right:
-                st.markdown(f"**Their {len(ratings)} ratings**")
-                st.dataframe(ratings[["title", "rating", "predicted", "error", "set"]], hide_index=True, height=380,
-                             column_config=RATING_COLUMNS, key="user_ratings")
-        else:
-            st.info(f"User {user} has no ratings in {sel.data.name}.")
-        st.divider()
-        st.fragment(recommendations)(sel, key, user, ratings)
-        st.divider()
-        st.fragment(decomposition)(sel, key, user, ratings)
+    if user is None:
+        return
+    key = (sel.run_id, _stamp(sel))
+    roles, note = _roles(*key, sel)
+    ratings = _user(*key, user, sel, roles)
+    profile(sel, user, ratings)
+    errors(views.error_summary(ratings), note)
+    tabs = st.tabs(list(VIEWS), key=VIEW_KEY, on_change="rerun")
+    for tab, name in zip(tabs, VIEWS):
+        if tab.open:
+            with tab:
+                VIEWS[name](sel, key, user, ratings)
+
+
+page()

@@ -76,12 +76,14 @@ def arr(value) -> np.ndarray:
 
 
 # AppTest's dataframes carry no key: the tables on screen, in the order they are drawn, per view
-# (the embeddings page shows one tab at a time).
+# (each page shows one tab at a time).
 TABLES = {
     "Biases": ["emb_bias_items_high", "emb_bias_items_low", "emb_bias_users_high", "emb_bias_users_low"],
     "What a factor separates": ["emb_low", "emb_high"],
-    USER: ["user_ratings", "user_recs"],
-    MOVIE: ["movie_top", "movie_bottom", "movie_similar"],
+    "Their ratings": ["user_ratings"],
+    "Recommendations": ["user_recs"],
+    "Predicted vs actual": ["movie_top", "movie_bottom"],
+    "Most similar movies": ["movie_similar"],
 }
 
 
@@ -195,6 +197,7 @@ def test_embeddings_page_draws_factors_biases_and_factor_meaning(runs):
 def test_user_page_ratings_errors_recommendations_and_an_exact_waterfall(runs):
     at = open_page(USER)
     assert at.text_input(key="user_page_id").value == "1"
+    assert [t.label for t in at.tabs] == ["Their ratings", "Recommendations", "Why this prediction?"]
     ratings = frame(at, "user_ratings")
     assert "Toy Story (1995)" in ratings["title"].tolist() and len(ratings) == 272
     assert set(ratings["set"]) == {"train", "test"}
@@ -205,12 +208,18 @@ def test_user_page_ratings_errors_recommendations_and_an_exact_waterfall(runs):
     scatter = spec(at, "user_scatter")["data"]
     names = [t["name"] for t in scatter]
     assert any(n.startswith("train") for n in names) and any(n.startswith("test") for n in names)
+
+    open_tab(at, "user_view", "Recommendations")
     recs = frame(at, "user_recs")
     assert len(recs) == 10 and not set(recs["title"]) & set(ratings["title"])
     assert recs["predicted"].is_monotonic_decreasing
+    at.toggle(key="user_rec_test").set_value(True).run()  # test movies may compete
+    assert not at.exception, at.exception
+    assert "their test rating" in frame(at, "user_recs").columns
+
+    open_tab(at, "user_view", "Why this prediction?")
     total, shown = waterfall_total(at)
     assert total == pytest.approx(shown, abs=1e-3)
-
     # Any movie, fewer factors drawn one by one: still adds up.
     at.radio(key="user_page_source").set_value("Any movie").run()
     at.selectbox(key="user_pick_any").set_value(1).run()  # Toy Story
@@ -222,6 +231,7 @@ def test_user_page_ratings_errors_recommendations_and_an_exact_waterfall(runs):
     assert total == pytest.approx(shown, abs=1e-3)
 
     # Another user; then ids that do not exist: a message, no traceback.
+    open_tab(at, "user_view", "Their ratings")
     at.text_input(key="user_page_id").set_value("42").run()
     assert not at.exception, at.exception
     assert len(frame(at, "user_ratings")) == 183
@@ -229,20 +239,14 @@ def test_user_page_ratings_errors_recommendations_and_an_exact_waterfall(runs):
         at.text_input(key="user_page_id").set_value(bad).run()
         assert not at.exception, at.exception
         assert any(f"There is no user **{bad}**" in w.value for w in at.warning), [w.value for w in at.warning]
-        assert not at.dataframe
-
-    # Test movies may compete in the recommendations.
-    at.text_input(key="user_page_id").set_value("1").run()
-    at.toggle(key="user_rec_test").set_value(True).run()
-    assert not at.exception, at.exception
-    assert "their test rating" in frame(at, "user_recs").columns
+        assert not at.dataframe and not at.get("plotly_chart")
 
 
 def test_user_page_shows_the_sigmoid_as_its_own_step(runs):
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page(USER).run()
     at.sidebar.selectbox[0].set_value(runs["sigmoid"]).run()
-    assert not at.exception, at.exception
+    open_tab(at, "user_view", "Why this prediction?")
     traces = spec(at, "user_waterfall")["data"]
     assert len(traces) == 2 and traces[1]["x"][:2] == ["raw sum", "sigmoid"]
     total, shown = waterfall_total(at)
@@ -255,26 +259,30 @@ def test_movie_page_distributions_groups_and_similar_movies(runs):
     at = open_page(MOVIE)
     assert "Star Wars (1977)" in at.selectbox(key="movie_page_item").format_func(at.selectbox(key="movie_page_item").value)
     assert metric(at, "Users who rated it") == "583"
+    assert [t.label for t in at.tabs] == ["Predicted vs actual", "By demographic group", "Most similar movies"]
     hist = spec(at, "movie_hist")["data"]
     assert [t["name"] for t in hist] == ["predicted, all users (943)", "actual ratings (583)"]
     top, bottom = frame(at, "movie_top"), frame(at, "movie_bottom")
     assert len(top) == len(bottom) == 10 and top["predicted"].min() >= bottom["predicted"].max()
-    assert [t.label for t in at.tabs] == ["Age band", "Gender", "Occupation"]
-    for label, key in (("Age band", "age_group"), ("Gender", "gender"), ("Occupation", "occupation")):
-        open_tab(at, "movie_group_view", label)
+
+    open_tab(at, "movie_view", "By demographic group")
+    for key in ("age_group", "gender", "occupation"):
+        at.segmented_control(key="movie_group_by").set_value(key).run()
+        assert not at.exception, at.exception
         bars = spec(at, f"movie_group_{key}")["data"]
         assert [b["name"].split(" (")[0] for b in bars] == ["mean predicted", "mean actual"]
-    open_tab(at, "movie_group_view", "Gender")
+    occupation = spec(at, "movie_group_occupation")["data"][0]
+    assert occupation["orientation"] == "h" and len(occupation["y"]) == 21
+    assert occupation["y"][0].startswith("administrator (")
+    at.segmented_control(key="movie_group_by").set_value("gender").run()
     gender = spec(at, "movie_group_gender")["data"][0]
     assert sum(int(x.split("<br>")[1].split(" / ")[0]) for x in gender["x"]) == 943
-    open_tab(at, "movie_group_view", "Occupation")
-    occupation = spec(at, "movie_group_occupation")["data"][0]
-    assert occupation["orientation"] == "h" and len(occupation["y"]) == 21 and occupation["y"][0].startswith("administrator (")
+
+    open_tab(at, "movie_view", "Most similar movies")
     sim = frame(at, "movie_similar")
     assert len(sim) == 10 and "Star Wars (1977)" not in sim["title"].tolist()
     assert sim["similarity"].is_monotonic_decreasing and sim["ratings"].min() >= 20
     assert {"title", "genres", "similarity"} <= set(sim.columns)
-
     at.selectbox(key="movie_page_item").set_value(1).run()  # Toy Story
     assert not at.exception, at.exception
     assert metric(at, "Users who rated it") == "452"
@@ -283,6 +291,7 @@ def test_movie_page_distributions_groups_and_similar_movies(runs):
     assert not at.exception, at.exception
     sim = frame(at, "movie_similar")
     assert len(sim) == 10 and np.all(sim["similarity"].to_numpy() <= 1.0 + 1e-9)
+    assert "Toy Story (1995)" not in sim["title"].tolist()
 
 
 def test_large_catalogues_get_a_title_search(runs, monkeypatch):
@@ -300,6 +309,7 @@ def test_large_catalogues_get_a_title_search(runs, monkeypatch):
     assert any("No title contains" in w.value for w in at.warning)
 
     at.switch_page(USER).run()
+    open_tab(at, "user_view", "Why this prediction?")
     at.radio(key="user_page_source").set_value("Any movie").run()
     at.text_input(key="user_search").set_value("fargo").run()
     assert not at.exception, at.exception

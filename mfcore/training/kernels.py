@@ -78,6 +78,8 @@ def _make_prefetch():
 
 
 prefetch = _make_prefetch()
+PREFETCH_COMPILED = prefetch.__class__.__name__ == "_Intrinsic"
+"""False where the toolchain could not compile the hint (the kernels then run without it)."""
 
 
 def _sgd_epoch_py(order, users, items, ratings, wu, wi, P, Q, bu, bi, g, lr, l2, l2_bias, use_bias, learn_g):

@@ -1,0 +1,258 @@
+"""Correctness of the speed paths (no timing here: speed lives in benchmarks/speed.py).
+
+The compiled kernels against the Python reference, the int32 epoch orders against
+torch.randperm, the cache-blocked schedule (a permutation of the ratings, conflict-free
+rounds, reproducible on two threads, as good as the sequential order), and the
+trainer's memory-saving evaluation against the simple formulas.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
+from mfcore.training import blocked, kernels, shuffle
+from mfcore.training.steppers import PerRatingSGDStepper, TrainTensors, l2_row_weights
+from mfcore.training.trainer import Trainer, _mean_f64, _rmse_mae, fit
+from tests.factories import planted_data
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module")
+def data_and_split():
+    from mfcore.data.splits import random_split
+
+    data = planted_data()
+    return data, random_split(data, 0.2, seed=0)
+
+
+def _arrays(n=5000, nu=70, ni=50, k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, nu, n).astype(np.int32)
+    i = rng.integers(0, ni, n).astype(np.int32)
+    r = rng.uniform(1, 5, n).astype(np.float32)
+    w = [rng.uniform(0.5, 2, nu).astype(np.float32), rng.uniform(0.5, 2, ni).astype(np.float32)]
+    weights = [(rng.standard_normal((nu, k)) * 0.1).astype(np.float32), (rng.standard_normal((ni, k)) * 0.1).astype(np.float32),
+               np.zeros((nu, 1), np.float32), np.zeros((ni, 1), np.float32), np.array([3.0], np.float32)]
+    return u, i, r, w, weights
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("k", [5, 32])
+@pytest.mark.parametrize("learn_g", [False, True])
+def test_compiled_kernel_matches_the_python_reference(k, learn_g):
+    u, i, r, w, ref = _arrays(k=k)
+    fast = [a.copy() for a in ref]
+    order = np.random.default_rng(1).permutation(len(r)).astype(np.int32)
+    args = (np.float32(0.02), np.float32(0.05), np.float32(0.01), True, learn_g)
+    sq_ref = kernels._sgd_epoch_py(order, u, i, r, *w, *ref, *args)
+    sq_fast = kernels.sgd_chunk_cpu(order, u, i, r, *w, *fast, 0.02, 0.05, 0.01, True, learn_g)
+    assert sq_fast == pytest.approx(sq_ref, rel=1e-4)
+    for a, b in zip(ref, fast):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_range_kernel_equals_the_order_kernel_on_storage_order():
+    u, i, r, w, a = _arrays()
+    b = [x.copy() for x in a]
+    sq_a = kernels.sgd_chunk_cpu(np.arange(100, 4000, dtype=np.int32), u, i, r, *w, *a, 0.02, 0.05, 0.01, True, False)
+    sq_b = kernels.sgd_range_cpu(100, 4000, u, i, r, *w, *b, 0.02, 0.05, 0.01, True, False)
+    assert sq_a == pytest.approx(sq_b, rel=1e-6)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_record_shuffle_moves_whole_ratings_within_the_range_and_is_seeded():
+    u, i, r, _, _ = _arrays(n=1000)
+    triples = sorted(zip(u[200:700].tolist(), i[200:700].tolist(), r[200:700].tolist()))
+    a = [x.copy() for x in (u, i, r)]
+    b = [x.copy() for x in (u, i, r)]
+    kernels.shuffle_records(*a, 200, 700, seed=7)
+    kernels.shuffle_records(*b, 200, 700, seed=7)
+    for x, y, orig in zip(a, b, (u, i, r)):
+        np.testing.assert_array_equal(x, y)  # same seed, same order
+        np.testing.assert_array_equal(x[:200], orig[:200])  # outside the range: untouched
+        np.testing.assert_array_equal(x[700:], orig[700:])
+    assert sorted(zip(a[0][200:700].tolist(), a[1][200:700].tolist(), a[2][200:700].tolist())) == triples
+    assert not np.array_equal(a[0], u)
+    c = [x.copy() for x in (u, i, r)]
+    kernels.shuffle_records(*c, 200, 700, seed=8)
+    assert not np.array_equal(c[0], a[0])
+
+
+def test_prefetch_is_compiled():
+    """The cache hint compiles on this toolchain (else the kernels silently lose it)."""
+    assert kernels.PREFETCH_COMPILED
+
+
+# --------------------------------------------------------------------------- shuffles
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 3 * 624 + 5, 100_003])
+@pytest.mark.parametrize("seed", [0, 123])
+def test_int32_order_is_exactly_torch_randperm_and_leaves_the_same_generator_state(n, seed):
+    a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    torch.rand(5, generator=a), torch.rand(5, generator=b)  # start mid-stream
+    expected = torch.randperm(n, generator=a)
+    got = shuffle.torch_randperm(n, b)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, expected.numpy())
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+
+
+def test_the_compiled_randperm_is_in_use():
+    assert shuffle._fast_path_matches_torch()
+
+
+def test_bucket_shuffle_is_a_seeded_permutation():
+    n = 300_000
+    p1 = shuffle.bucket_shuffle(n, torch.Generator().manual_seed(3), bucket_size=4096)
+    p2 = shuffle.bucket_shuffle(n, torch.Generator().manual_seed(3), bucket_size=4096)
+    p3 = shuffle.bucket_shuffle(n, torch.Generator().manual_seed(4), bucket_size=4096)
+    assert p1.dtype == np.int32
+    np.testing.assert_array_equal(np.sort(p1), np.arange(n))
+    np.testing.assert_array_equal(p1, p2)
+    assert not np.array_equal(p1, p3)
+    # no visible structure: neighbours in the output are far apart in the input
+    assert np.median(np.abs(np.diff(p1.astype(np.int64)))) > n / 10
+
+
+def test_bucket_shuffle_is_uniform_over_positions():
+    n, trials = 6, 12_000
+    gen = torch.Generator().manual_seed(0)
+    counts = np.zeros((n, n))
+    for _ in range(trials):
+        p = shuffle.bucket_shuffle(n, gen, bucket_size=1)  # several buckets for 6 entries
+        counts[np.arange(n), p] += 1
+    expected = trials / n
+    assert np.abs(counts - expected).max() < 5 * np.sqrt(expected)
+
+
+def test_epoch_order_is_randperm_up_to_the_threshold():
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    np.testing.assert_array_equal(shuffle.epoch_order(50_000, gen_a), torch.randperm(50_000, generator=gen_b).numpy())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_chunked_epoch_order_is_a_permutation_on_the_device(data_and_split, device):
+    data, split = data_and_split
+    from mfcore.model import MFModel
+    from mfcore.training.steppers import make_stepper
+
+    train = TrainTensors(*(torch.from_numpy(a[split.train]).to(device) for a in (data.user_idx, data.item_idx, data.rating)),
+                         user_weight=torch.ones(data.n_users, device=device), item_weight=torch.ones(data.n_items, device=device))
+    model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=3), global_mean=3.0, rating_scale=(1, 5), device=device)
+    stepper = make_stepper(model, TrainConfig(optimizer="adam", batch_size=64), train)
+    order = stepper.epoch_order(torch.Generator().manual_seed(0))
+    assert order.device.type == device and order.dtype == torch.int32
+    assert torch.equal(order.sort().values.cpu(), torch.arange(len(train), dtype=torch.int32))
+
+
+# --------------------------------------------------------------------------- blocked schedule
+
+
+def _blocked(u, i, r, nu, ni, k=4, threads=1, block_bytes=512):
+    old = blocked.BLOCK_BYTES
+    blocked.BLOCK_BYTES = block_bytes
+    try:
+        return blocked.BlockedSchedule(u, i, r, nu, ni, k, threads=threads)
+    finally:
+        blocked.BLOCK_BYTES = old
+
+
+def test_block_sort_keeps_every_rating_and_groups_them_by_block():
+    u, i, r, _, _ = _arrays(n=20_000, nu=300, ni=200)
+    before = sorted(zip(u.tolist(), i.tolist(), r.tolist()))
+    s = _blocked(u, i, r, 300, 200)
+    assert s.n_user_ranges > 2 and s.n_item_ranges > 2
+    assert sorted(zip(u.tolist(), i.tolist(), r.tolist())) == before
+    block = s.user_range[u] * s.n_item_ranges + s.item_range[i]
+    assert np.all(np.diff(block) >= 0)
+    np.testing.assert_array_equal(np.searchsorted(block, np.arange(s.n_blocks)), s.offsets[:-1])
+    assert s.offsets[-1] == len(u)
+
+
+def test_rounds_share_no_rows_and_cover_each_block_once():
+    u, i, r, _, _ = _arrays(n=20_000, nu=300, ni=200)
+    s = _blocked(u, i, r, 300, 200, threads=2)
+    rounds = s.rounds(np.random.default_rng(0).permutation(s.n_blocks))
+    flat = [b for rd in rounds for b in rd]
+    non_empty = [b for b in range(s.n_blocks) if s.offsets[b + 1] > s.offsets[b]]
+    assert sorted(flat) == non_empty
+    assert sum(len(rd) == 2 for rd in rounds) >= 0.8 * len(rounds)
+    for rd in rounds:
+        assert len({s.block_user_range[b] for b in rd}) == len(rd)
+        assert len({s.block_item_range[b] for b in rd}) == len(rd)
+
+
+def _fit_blocked(monkeypatch, data, split, mc, tc, threads):
+    monkeypatch.setattr(PerRatingSGDStepper, "BLOCKED_MIN_RATINGS", 1)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 256)
+    return fit(data, split, mc, tc, RuntimeOptions(cpu_threads=threads))
+
+
+@pytest.mark.parametrize("global_bias", ["mean", "learned"])
+def test_blocked_schedule_learns_as_well_as_the_sequential_order(data_and_split, monkeypatch, global_bias):
+    data, split = data_and_split
+    mc = ModelConfig(n_factors=4, global_bias=global_bias)
+    tc = TrainConfig(optimizer="sgd", lr=0.05, batch_size=1, epochs=12, l2=0.02)
+    sequential = fit(data, split, mc, tc)
+    one = _fit_blocked(monkeypatch, data, split, mc, tc, threads=1)
+    two = _fit_blocked(monkeypatch, data, split, mc, tc, threads=2)
+    again = _fit_blocked(monkeypatch, data, split, mc, tc, threads=2)
+    ref = sequential.final_metrics["test_rmse"]
+    assert one.final_metrics["test_rmse"] == pytest.approx(ref, abs=0.03)
+    assert two.final_metrics["test_rmse"] == pytest.approx(ref, abs=0.03)
+    # race-free: two threads give the same model every time
+    for k, v in two.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    # and the run still learns (well below the bias-only baseline)
+    assert two.final_metrics["test_rmse"] < two.baselines["baseline_rmse"] - 0.4
+
+
+def test_blocked_epochs_report_progress_and_cancel(data_and_split, monkeypatch):
+    data, split = data_and_split
+    monkeypatch.setattr(PerRatingSGDStepper, "BLOCKED_MIN_RATINGS", 1)
+    monkeypatch.setattr(PerRatingSGDStepper, "CPU_CHUNK", 200)
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 256)
+    trainer = Trainer(data, split, ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=0.02, batch_size=1, epochs=3),
+                      RuntimeOptions(progress_interval_s=1e-9))
+    events = []
+    for e in trainer.run():
+        events.append(e)
+        if e.kind == "progress" and e.epoch == 2:
+            trainer.cancel()
+    kinds = [e.kind for e in events]
+    assert "progress" in kinds and kinds[-1] == "finished"
+    assert events[-1].reason == "cancelled" and events[-1].epochs_run == 1
+
+
+# --------------------------------------------------------------------------- trainer memory paths
+
+
+def test_chunked_test_metrics_equal_the_one_shot_formulas(data_and_split, monkeypatch):
+    import mfcore.training.trainer as trainer_mod
+    from mfcore.model import MFModel
+
+    data, split = data_and_split
+    model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=3, init_std=0.5), global_mean=3.0,
+                    rating_scale=(1, 5), generator=torch.Generator().manual_seed(0))
+    u, i, r = (torch.from_numpy(a[split.test]) for a in (data.user_idx, data.item_idx, data.rating))
+    err = (model.predict(u, i) - r).double()
+    monkeypatch.setattr(trainer_mod, "EVAL_CHUNK", 37)  # many uneven chunks
+    rmse, mae = _rmse_mae(model, u, i, r)
+    assert rmse == pytest.approx(float(err.square().mean().sqrt()), rel=1e-12)
+    assert mae == pytest.approx(float(err.abs().mean()), rel=1e-12)
+
+
+def test_mean_without_a_float64_copy_equals_the_double_mean():
+    t = torch.rand(1_000_003) * 4 + 1
+    assert _mean_f64(t, chunk=4096) == pytest.approx(float(t.double().mean()), rel=1e-12)
+
+
+def test_count_weights_from_int32_indices_equal_those_from_int64():
+    idx = torch.randint(0, 50, (5000,), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(l2_row_weights(idx, 60, 0.5), l2_row_weights(idx.long(), 60, 0.5))

@@ -1,13 +1,13 @@
 """How fast are the inspection pages? Page runs on ml-100k, projections at ml-25m size.
 
-    python benchmarks/inspect_speed.py [--data ../shared/data] [--tsne 2000,5000] [--repeats 3]
+    python benchmarks/inspect_speed.py [--data ../shared/data] [--tsne 1000,2000,5000] [--repeats 3]
 
 1. Trains a short ALS run on ml-100k (16 factors, 10 epochs) into a temporary runs folder,
    then times each inspection page through AppTest (the whole script, as the server runs
    it): "first" with Streamlit's caches emptied, "cached" on a second visit.
 2. PCA of ml-25m-sized item factors (59,047 x 32 and x 64, random normal): the 2D map's
    projection (target: under 2 s), and building + serialising its 59,047-point WebGL figure.
-3. t-SNE of the capped samples the map offers (default 2,000 points, at most 5,000).
+3. t-SNE of the capped samples the map offers (default 1,000 points, at most 5,000).
 4. Fold-in of a new user and their top 10 at ml-25m size (59,047 movies x 64 factors).
 
 Prints one table of seconds. Everything runs on the CPU; the load average is printed,
@@ -95,7 +95,7 @@ def pages(data_dir: str) -> None:
          lambda at: at.text_input(key="map_search").input("star wars").run()),
         ("2D map: users (943) instead of movies", "pages/map.py", None,
          lambda at: at.radio(key="map_what").set_value("users").run()),
-        ("2D map: t-SNE of all 1,682 movies", "pages/map.py", {"map_cap": 2000},
+        ("2D map: t-SNE, the page's default sample of 1,000 movies", "pages/map.py", None,
          lambda at: at.radio(key="map_method").set_value("tsne").run()),
         ("Rate movies yourself (no ratings)", "pages/new_user.py", None, None),
         ("Rate movies yourself (5 ratings: recs, waterfall, map)", "pages/new_user.py",
@@ -178,7 +178,7 @@ def foldin_25m() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder holding ml-100k/")
-    parser.add_argument("--tsne", default="2000,5000", help="t-SNE sample sizes, comma-separated ('' to skip)")
+    parser.add_argument("--tsne", default="1000,2000,5000", help="t-SNE sample sizes, comma-separated ('' to skip)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-pages", action="store_true")
     args = parser.parse_args()

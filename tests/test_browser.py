@@ -147,6 +147,13 @@ def goto_page(page, name: str) -> None:
     page.wait_for_selector(f'h1:has-text("{name}")')
 
 
+def scroll_to_chart(page) -> None:
+    """Scroll the first chart into view by script: the live view redraws it every second,
+    so a locator-based scroll can race with a replaced element."""
+    page.wait_for_selector('[data-testid="stPlotlyChart"]')
+    page.evaluate("() => document.querySelector('[data-testid=\"stPlotlyChart\"]')?.scrollIntoView({block: 'center'})")
+
+
 def shot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -166,10 +173,10 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     page.wait_for_selector('h1:has-text("Data")', timeout=60_000)
     goto_page(page, "Train")
 
-    # D2L preset (Adam, batch 512) for 12 epochs: several seconds on the synthetic data.
+    # D2L preset (Adam, batch 512) for 40 epochs: long enough (~30 s) that we see it grow.
     page.get_by_role("button", name="D2L", exact=True).click()
     expect(page.get_by_text("Reference: the book reports")).to_be_visible(timeout=15_000)
-    set_number(page, "Epochs", 12)
+    set_number(page, "Epochs", 40)
     set_text(page, "Run label", "browser run")
     page.get_by_role("button", name="Launch").click()
 
@@ -177,7 +184,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     page.wait_for_function(f"({POINTS_JS})() >= 1", timeout=60_000)
     first = page.evaluate(POINTS_JS)
     epoch_text = metric(page, "Epoch").inner_text()
-    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+    scroll_to_chart(page)
     print(f"\nscreenshots: {ARTIFACTS}")
     shot(page, "1-train-running")
     # The chart gains points while we only wait: the live fragment redraws by itself.
@@ -192,10 +199,10 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     no_error_boxes(page)
     goto_page(page, "Train")
     expect(metric(page, "Epoch")).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("Finished: test RMSE")).to_be_visible(timeout=120_000)
-    expect(metric(page, "Epoch")).to_have_text("12/12")
-    assert page.evaluate(POINTS_JS) == 12
-    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+    expect(page.get_by_text("Finished: test RMSE")).to_be_visible(timeout=240_000)
+    expect(metric(page, "Epoch")).to_have_text("40/40")
+    assert page.evaluate(POINTS_JS) == 40
+    scroll_to_chart(page)
     shot(page, "3-train-finished")
 
     # Finished: the fragment's timer is off, so the browser stops asking for redraws.
@@ -231,7 +238,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     assert len(sent) - before <= 1, "the live view kept refreshing after the run was stopped"
     done = int(metric(page, "Epoch").inner_text().split("/")[0])
     assert 1 <= done < 300
-    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+    scroll_to_chart(page)
     shot(page, "4-train-stopped")
     no_error_boxes(page)
 

@@ -44,7 +44,7 @@ def _items(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
     return table.sort_values(["ratings", "title"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_data(show_spinner=False, max_entries=64)
 def _movie(run_id: str, stamp: float, item: Any, _sel: SelectedRun) -> dict[str, Any]:
     info = views.movie_across_users(_sel.model, _sel.data, item)
     actual = views.movie_ratings(_sel.data, item)
@@ -57,7 +57,7 @@ def _movie(run_id: str, stamp: float, item: Any, _sel: SelectedRun) -> dict[str,
             "top": top, "bottom": bottom, "groups": groups}
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_data(show_spinner=False, max_entries=64)
 def _similar(run_id: str, stamp: float, item: Any, n: int, min_ratings: int, centre: bool, _sel: SelectedRun,
              _table: pd.DataFrame) -> pd.DataFrame:
     # views.similar_movies wants the item table in the model's item order, not by popularity.

@@ -55,12 +55,12 @@ def _items(run_id: str, stamp: float, _sel: SelectedRun) -> pd.DataFrame:
     return table
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_data(show_spinner=False, max_entries=64)
 def _user(run_id: str, stamp: float, user: Any, _sel: SelectedRun, _roles: np.ndarray | None) -> pd.DataFrame:
     return views.user_ratings(_sel.model, _sel.data, user, _roles)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_data(show_spinner=False, max_entries=64)
 def _recs(run_id: str, stamp: float, user: Any, n: int, exclude: tuple, _sel: SelectedRun,
           _items: pd.DataFrame) -> pd.DataFrame:
     return views.recommendations(_sel.model, _sel.data, user, n=n, exclude=list(exclude), items=_items)

@@ -256,3 +256,26 @@ def test_mean_without_a_float64_copy_equals_the_double_mean():
 def test_count_weights_from_int32_indices_equal_those_from_int64():
     idx = torch.randint(0, 50, (5000,), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
     assert torch.equal(l2_row_weights(idx, 60, 0.5), l2_row_weights(idx.long(), 60, 0.5))
+
+
+# --------------------------------------------------------------------------- ALS
+
+
+@pytest.mark.parametrize("mc, tc", [
+    (ModelConfig(n_factors=4), TrainConfig(optimizer="als", epochs=3, l2=0.05, l2_bias=0.01)),
+    (ModelConfig(n_factors=6, use_bias=False, global_bias="learned"), TrainConfig(optimizer="als", epochs=3, l2=0.05)),
+    (ModelConfig(n_factors=5), TrainConfig(optimizer="als", epochs=3, l2=0.5, l2_count_power=0.5)),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_als_equals_the_device_path(data_and_split, monkeypatch, mc, tc, threads):
+    """The CPU's compiled per-row solves give the torch (GPU) path's model."""
+    from mfcore.training import als
+
+    data, split = data_and_split
+    monkeypatch.setattr(als.ALSStepper, "CPU_ROWS_PER_CALL", 7)  # many calls, uneven slices over threads
+    compiled = fit(data, split, mc, tc, RuntimeOptions(cpu_threads=threads))
+    monkeypatch.setattr(als, "numba", None)  # -> the torch path, as on a GPU
+    torch_path = fit(data, split, mc, tc)
+    for k, v in compiled.model.state_dict().items():
+        assert torch.allclose(v, torch_path.model.state_dict()[k], atol=2e-5), k
+    assert compiled.history.train_loss == pytest.approx(torch_path.history.train_loss, rel=1e-4)

@@ -109,7 +109,7 @@ def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors, threa
     if config.optimizer == "als":
         from mfcore.training.als import ALSStepper
 
-        return ALSStepper(model, config, train)
+        return ALSStepper(model, config, train, threads=threads)
     if config.implicit_feedback:
         from mfcore.training.implicit import ImplicitSGDStepper
 

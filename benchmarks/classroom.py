@@ -51,6 +51,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
 SHARED_DATA = Path(os.environ.get("MFSTUDIO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 TICKS = os.sysconf("SC_CLK_TCK")
+WAIT_MS = [600_000]  # how long one page may take to show something (--wait)
 
 
 # ---------------------------------------------------------------------------- the server
@@ -152,7 +153,7 @@ class Session:
 
 
 def epoch_visible(page) -> None:
-    page.locator('[data-testid="stMetric"]').filter(has_text="Epoch").first.wait_for(state="visible", timeout=120_000)
+    page.locator('[data-testid="stMetric"]').filter(has_text="Epoch").first.wait_for(state="visible", timeout=WAIT_MS[0])
 
 
 def open_train(session: Session, url: str) -> None:
@@ -160,10 +161,10 @@ def open_train(session: Session, url: str) -> None:
     # first request after the server starts gets Streamlit's old pages/ folder navigation.)
     t0 = time.perf_counter()
     session.page.goto(url)
-    session.page.wait_for_selector('h1:has-text("Data")', timeout=120_000)
+    session.page.wait_for_selector('h1:has-text("Data")', timeout=WAIT_MS[0])
     session.page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Train", exact=True).click()
-    session.page.wait_for_selector('h1:has-text("Train")', timeout=120_000)
-    session.page.locator("input[aria-label='Epochs']").wait_for(timeout=120_000)
+    session.page.wait_for_selector('h1:has-text("Train")', timeout=WAIT_MS[0])
+    session.page.locator("input[aria-label='Epochs']").wait_for(timeout=WAIT_MS[0])
     session.load_ms = (time.perf_counter() - t0) * 1000
 
 
@@ -173,7 +174,7 @@ def set_field(page, label: str, value: str) -> None:
     box.press("Enter")
     page.wait_for_function(
         "([l, v]) => document.querySelector(`input[aria-label='${l}']`).value === v", arg=[label, value],
-        timeout=120_000,
+        timeout=WAIT_MS[0],
     )
 
 
@@ -184,13 +185,13 @@ def navigate(session: Session, active: Callable[[], int]) -> None:
     busy = active()
     t0 = time.perf_counter()
     nav.get_by_role("link", name="Runs", exact=True).click()
-    page.wait_for_selector('h1:has-text("Runs")', timeout=120_000)
-    page.locator('[data-testid="stDataFrame"]').first.wait_for(state="visible", timeout=120_000)
+    page.wait_for_selector('h1:has-text("Runs")', timeout=WAIT_MS[0])
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(state="visible", timeout=WAIT_MS[0])
     session.nav.append(("runs", (time.perf_counter() - t0) * 1000, busy))
     busy = active()
     t0 = time.perf_counter()
     nav.get_by_role("link", name="Train", exact=True).click()
-    page.wait_for_selector('h1:has-text("Train")', timeout=120_000)
+    page.wait_for_selector('h1:has-text("Train")', timeout=WAIT_MS[0])
     epoch_visible(page)
     session.nav.append(("train", (time.perf_counter() - t0) * 1000, busy))
 
@@ -242,7 +243,9 @@ def main() -> None:
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the tree to run the app from (default: this one)")
     parser.add_argument("--viewport", default="1280x720")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for all runs to end")
+    parser.add_argument("--wait", type=float, default=600, help="seconds one page may take to show something")
     args = parser.parse_args()
+    WAIT_MS[0] = int(args.wait * 1000)
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"{CHROMIUM} is missing: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
@@ -269,7 +272,7 @@ def main() -> None:
             sessions: list[Session] = []
             for i in range(args.sessions):
                 page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-                page.set_default_timeout(120_000)  # a busy 2-core machine can take that long
+                page.set_default_timeout(args.wait * 1000)  # a busy 2-core machine can take that long
                 s = Session(i + 1, page, f"class-{i + 1:02d}")
                 page.on("websocket", lambda ws, s=s: ws.on("framesent", lambda _: setattr(s, "frames", s.frames + 1)))
                 sessions.append(s)

@@ -220,12 +220,13 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible(timeout=30_000)
     page.wait_for_function(f"({POINTS_JS})() >= 1", timeout=60_000)
-    # While it runs the timer asks for a redraw about once a second.
+    # While it runs the timer asks for a redraw about once a second (fewer on a busy machine).
     before = len(sent)
-    page.wait_for_timeout(3_000)
-    if len(sent) - before < 2:
+    page.wait_for_timeout(5_000)
+    refreshes = len(sent) - before
+    if refreshes < 2:
         shot(page, "failure-no-refresh")
-    assert len(sent) - before >= 2, (
+    assert refreshes >= 2, (
         "the live view did not refresh while the run was going: "
         + " | ".join(page.locator('[data-testid="stHeading"], [data-testid="stAlert"]').all_inner_texts())
     )

@@ -492,18 +492,17 @@ def draw_form() -> None:
                             help=help_for("cpu_threads"))
             field_error("cpu_threads")
         st.caption("Found: " + ", ".join(available_devices()) + f" · auto = {_auto_device()}")
-        c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
+        c1, c2 = st.columns(2, vertical_alignment="bottom")
         with c1:
             st.number_input("Progress every (s)", min_value=0.05, max_value=3600.0, step=0.5, format="%g",
                             key=_k("progress_interval_s"), help=help_for("progress_interval_s"))
             field_error("progress_interval_s")
         with c2:
-            st.selectbox("Keep epoch snapshots", ["auto", "yes", "no"], key=_k("keep_snapshots"),
+            st.selectbox("Epoch snapshots", ["auto", "yes", "no"], key=_k("keep_snapshots"),
                          help=help_for("keep_snapshots"))
             field_error("keep_snapshots")
-        with c3:
-            st.checkbox("Ranking metrics", key=_k("eval_ranking"), help=help_for("eval_ranking"))
-            field_error("eval_ranking")
+        st.checkbox("Ranking metrics at the end", key=_k("eval_ranking"), help=help_for("eval_ranking"))
+        field_error("eval_ranking")
         st.text_input("Run label", key=_k("label"), max_chars=80, help=help_for("label"),
                       placeholder="e.g. k=32, lr=0.005")
 

@@ -119,7 +119,7 @@ def id_col(what: str) -> str:
     return "item" if what == "movies" else "user"
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=8)  # an ml-25m map figure pickles to ~10-20 MB
 def _map_view(run_id: str, stamp: float, what: str, method: str, seed: int, cap: int, colour: str, searched: Any,
               n_neigh: int, _sel: SelectedRun) -> dict[str, Any]:
     """Everything the map section draws for one choice of controls: the figure, the drawn

@@ -231,6 +231,7 @@ def _solve_rows_py(lo, hi, indptr, cols, vals, X, other_b, offset, biased, count
     A = np.zeros((d, d), dtype=np.float32)
     rhs = np.zeros(d, dtype=np.float32)
     L = np.zeros((d, d), dtype=np.float64)
+    inv = np.zeros(d, dtype=np.float64)
     y = np.zeros(d, dtype=np.float64)
     for row in range(lo, hi):
         A[:, :] = 0.0
@@ -268,26 +269,30 @@ def _solve_rows_py(lo, hi, indptr, cols, vals, X, other_b, offset, biased, count
         w = max(counts[row], 1e-3)
         # Cholesky A = L Lᵀ (float64; the Gram part is symmetric, its lower half is used)
         for a in range(d):
+            La = L[a]
             for c in range(a + 1):
+                Lc = L[c]
                 s = np.float64(A[a, c])
+                for t in range(c):  # contiguous rows: a vectorised dot product
+                    s -= La[t] * Lc[t]
                 if a == c:
                     s += w * reg[a]
-                for t in range(c):
-                    s -= L[a, t] * L[c, t]
-                if a == c:
-                    L[a, a] = math.sqrt(s) if s > 1e-30 else 1e-15
+                    La[a] = math.sqrt(s) if s > 1e-30 else 1e-15
+                    inv[a] = 1.0 / La[a]
                 else:
-                    L[a, c] = s / L[c, c]
+                    La[c] = s * inv[c]
         for a in range(d):  # L y = rhs
             s = np.float64(rhs[a])
+            La = L[a]
             for t in range(a):
-                s -= L[a, t] * y[t]
-            y[a] = s / L[a, a]
+                s -= La[t] * y[t]
+            y[a] = s * inv[a]
         for a in range(d - 1, -1, -1):  # Lᵀ x = y
-            s = y[a]
-            for t in range(a + 1, d):
-                s -= L[t, a] * y[t]
-            y[a] = s / L[a, a]
+            y[a] *= inv[a]
+            ya = y[a]
+            La = L[a]
+            for t in range(a):  # column sweep: subtract x_a's share from the rows above
+                y[t] -= La[t] * ya
         for a in range(k):
             own_f[row, a] = y[a]
         if biased:

@@ -349,12 +349,13 @@ def test_fit_pca_places_new_vectors_like_the_fitted_rows():
 
 @pytest.mark.parametrize("method", ["pca", "tsne"])
 def test_projection_is_deterministic_with_a_seed(method):
-    X = np.random.default_rng(5).normal(size=(90, 5))
+    X = np.random.default_rng(5).normal(size=(60, 5))
     a, b = project(X, method, seed=7), project(X, method, seed=7)
     assert np.array_equal(a.coords, b.coords) and np.array_equal(a.rows, b.rows)
-    s1, s2 = project(X, method, seed=7, max_points=40), project(X, method, seed=7, max_points=40)
+    # A capped projection samples the same rows for the same seed, other rows for another.
+    s1, s2 = project(X, method, seed=7, max_points=30), project(X, method, seed=7, max_points=30)
     assert np.array_equal(s1.rows, s2.rows) and np.array_equal(s1.coords, s2.coords)
-    assert not np.array_equal(project(X, method, seed=8, max_points=40).rows, s1.rows)
+    assert not np.array_equal(project(X, method, seed=8, max_points=30).rows, s1.rows)
 
 
 def test_recovery_over_epochs_scores_snapshots_against_the_truth():

@@ -15,6 +15,7 @@ is printed. The test fails (it does not skip) when chromium is missing; never
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -231,9 +232,12 @@ def test_inspection_pages_in_a_real_browser(server, browser, shots):
     expect(page.get_by_text("No ratings yet")).to_be_visible(timeout=WAIT_MS)
     settle(page)
     shot(page, shots, "6-new-user-empty")
+    # Two movies through the search. Wait for the matches box to show *this* search's movie:
+    # the previous search's box stays on screen until the rerun replaces it.
     for n, title in enumerate(("alien", "toy story"), start=1):
         type_into(page, "Find a movie to rate", title)
-        expect(page.locator('[data-testid="stSelectbox"]').filter(has_text="match")).to_be_visible(timeout=WAIT_MS)
+        matches = page.locator('[data-testid="stSelectbox"]').filter(has_text="match")
+        expect(matches.filter(has_text=re.compile(title, re.IGNORECASE))).to_be_visible(timeout=WAIT_MS)
         settle(page)
         page.locator('[data-testid="stButton"]').filter(has_text="Add").locator("button").click()
         expect(page.get_by_text(f"Your ratings ({n})")).to_be_visible(timeout=WAIT_MS)

@@ -321,6 +321,28 @@ def _fmt(x, spec: str, none: str = "-") -> str:
     return format(x, spec)
 
 
+HEADER = (f"{'dataset':<16} {'trainer':<9} {'device':<14} {'epoch s':>8} {'M r/s':>7} {'target':>6} "
+          f"{'to target':>9} {'final':>7} {'epochs':>6} {'cpu%':>5} {'data GB':>7} {'peak GB':>7}  note")
+
+
+def _print_header() -> None:
+    print(HEADER)
+    print("-" * len(HEADER), flush=True)
+
+
+def _print_row(r: dict) -> None:
+    dataset, trainer = r["dataset"], r["trainer"]
+    if "error" in r and not r.get("curve"):
+        print(f"{dataset:<16} {trainer:<9} failed: {r['error']}", flush=True)
+        return
+    epochs_run = r.get("n_epochs") if r.get("whole_fit") else len(r.get("curve", []))
+    device = str(r.get("device", "?")).replace("cpu (1 thread)", "cpu 1 thread")
+    print(f"{dataset:<16} {trainer:<9} {device[:14]:<14} {_fmt(r.get('epoch_s'), '8.3f'):>8} "
+          f"{_fmt(r.get('ratings_per_s', math.nan) / 1e6, '7.2f'):>7} {r['target']:>6.3f} {_fmt(r.get('to_target_s'), '9.2f'):>9} "
+          f"{_fmt(r.get('final_rmse'), '7.4f'):>7} {epochs_run:>6} {_fmt(100 * r.get('cpu_share', math.nan), '5.0f'):>5} "
+          f"{_fmt(r.get('data_gb'), '7.2f'):>7} {_fmt(r.get('peak_gb'), '7.2f'):>7}  {r.get('note', '')}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, from {', '.join(DATASETS)}")
@@ -331,10 +353,21 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=300.0,
                         help="a run stops after the epoch that passes this much training time")
     parser.add_argument("--json-out", help="write all rows (with their curves) as JSON here")
+    parser.add_argument("--from-json", help="reprint the table of an earlier --json-out file (current targets)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        print(f"# {saved['when']} (from {args.from_json})")
+        _print_header()
+        for r in saved["rows"]:
+            if r.get("curve") or r.get("partial"):
+                r["target"] = DATASETS[r["dataset"]][1]
+                r.update(summarise(r, r["target"]))
+            _print_row(r)
         return
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -348,10 +381,7 @@ def main() -> None:
     has_surprise = _surprise_available()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
           f"scikit-surprise {'found' if has_surprise else 'not installed: no Surprise rows'}", flush=True)
-    header = (f"{'dataset':<16} {'trainer':<9} {'device':<14} {'epoch s':>8} {'M r/s':>7} {'target':>6} "
-              f"{'to target':>9} {'final':>7} {'epochs':>6} {'cpu%':>5} {'data GB':>7} {'peak GB':>7}  note")
-    print(header)
-    print("-" * len(header), flush=True)
+    _print_header()
     rows = []
     for dataset in datasets:
         target = DATASETS[dataset][1]
@@ -366,19 +396,10 @@ def main() -> None:
                 continue
             r = run_child(spec, timeout=args.budget_s * 3 + 900)
             r.update({"dataset": dataset, "trainer": trainer, "target": target})
-            if "error" in r and not r.get("curve"):
-                print(f"{dataset:<16} {trainer:<9} failed: {r['error']}", flush=True)
-                rows.append(r)
-                continue
-            r.update(summarise(r, target))
+            if r.get("curve") or r.get("partial"):
+                r.update(summarise(r, target))
             rows.append(r)
-            epochs_run = r.get("n_epochs") if r.get("whole_fit") else len(r.get("curve", []))
-            device = str(r.get("device", "?")).replace("cpu (1 thread)", "cpu 1 thread")
-            print(f"{dataset:<16} {trainer:<9} {device[:14]:<14} {_fmt(r['epoch_s'], '8.3f'):>8} "
-                  f"{_fmt(r['ratings_per_s'] / 1e6, '7.2f'):>7} {target:>6.3f} {_fmt(r['to_target_s'], '9.2f'):>9} "
-                  f"{_fmt(r.get('final_rmse'), '7.4f'):>7} {epochs_run:>6} {_fmt(100 * r.get('cpu_share', math.nan), '5.0f'):>5} "
-                  f"{_fmt(r.get('data_gb'), '7.2f'):>7} {_fmt(r.get('peak_gb'), '7.2f'):>7}  {r.get('note', '')}",
-                  flush=True)
+            _print_row(r)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                    "cores": os.cpu_count(), "rows": rows}, indent=1))

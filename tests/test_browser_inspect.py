@@ -236,8 +236,9 @@ def test_inspection_pages_in_a_real_browser(server, browser, shots):
     # the previous search's box stays on screen until the rerun replaces it.
     for n, title in enumerate(("alien", "toy story"), start=1):
         type_into(page, "Find a movie to rate", title)
-        matches = page.locator('[data-testid="stSelectbox"]').filter(has_text="match")
-        expect(matches.filter(has_text=re.compile(title, re.IGNORECASE))).to_be_visible(timeout=WAIT_MS)
+        # The chosen match is the combobox's value (not its text): wait for this search's movie.
+        matches = page.get_by_role("combobox", name=re.compile(r"\d+ match"))
+        expect(matches).to_have_value(re.compile(title, re.IGNORECASE), timeout=WAIT_MS)
         settle(page)
         page.locator('[data-testid="stButton"]').filter(has_text="Add").locator("button").click()
         expect(page.get_by_text(f"Your ratings ({n})")).to_be_visible(timeout=WAIT_MS)

@@ -175,7 +175,9 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
 
     # D2L preset (Adam, batch 512) for 40 epochs: long enough (~30 s) that we see it grow.
     page.get_by_role("button", name="D2L", exact=True).click()
-    expect(page.get_by_text("Reference: the book reports")).to_be_visible(timeout=15_000)
+    # The preset's info box (the button's tooltip, when the mouse still hovers it, says the same).
+    preset_info = page.locator('[data-testid="stAlert"]').filter(has_text="Reference: the book reports")
+    expect(preset_info).to_be_visible(timeout=15_000)
     set_number(page, "Epochs", 40)
     set_text(page, "Run label", "browser run")
     page.get_by_role("button", name="Launch").click()

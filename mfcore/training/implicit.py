@@ -82,6 +82,24 @@ def _users_pass(users_order, indptr, items, ratings, P, Q, Y, bu, bi, g, lr, l2,
     return sq
 
 
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _fold_users(indptr, items, P, Y):  # pragma: no cover - compiled
+    """z_u = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j, one pass over the ratings (no n x k temporary)."""
+    Z = P.copy()
+    k = P.shape[1]
+    for a in range(P.shape[0]):
+        s0 = indptr[a]
+        s1 = indptr[a + 1]
+        if s1 == s0:
+            continue
+        s = np.float32(1.0 / np.sqrt(s1 - s0))
+        for t in range(s0, s1):
+            j = items[t]
+            for f in range(k):
+                Z[a, f] += s * Y[j, f]
+    return Z
+
+
 class ImplicitSGDStepper:
     """Runs the compiled user-grouped pass on CPU arrays; the model (any device) gets
     the folded user vectors after every epoch."""
@@ -137,11 +155,7 @@ class ImplicitSGDStepper:
 
     def folded_user_factors(self) -> np.ndarray:
         """z_u = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j for every user (p_u alone for users without ratings)."""
-        counts = np.diff(self.indptr)
-        sums = np.add.reduceat(self.Y[self.items], self.indptr[:-1], axis=0) if len(self.items) else np.zeros_like(self.P)
-        sums[counts == 0] = 0.0  # reduceat repeats the next row for empty segments
-        scale = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0).astype(np.float32)
-        return self.P + scale[:, None] * sums
+        return _fold_users(self.indptr, self.items, self.P, self.Y)
 
     def _publish(self) -> None:
         m = self.model

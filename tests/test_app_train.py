@@ -424,3 +424,20 @@ def test_job_helpers_format_and_load_without_a_streamlit_run():
     assert "learning rate" in jobs.failure_advice("training diverged in epoch 1: ... NaN")
     data = jobs.load_for_runner("synthetic")  # what the runner's worker threads call: no st.* inside
     assert data.n_ratings > 0
+
+
+def test_the_form_keeps_its_values_when_the_user_visits_another_page():
+    at = open_train()
+    at.button(key="preset_d2l").click().run()
+    at.number_input(key="tf_epochs").set_value(7).run()
+    at.text_input(key="tf_label").input("my d2l run").run()
+    assert at.number_input(key="tf_n_factors").value == PRESETS["d2l"].model.n_factors
+    for page in ("pages/runs.py", "pages/data.py"):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    at.switch_page(TRAIN).run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="tf_n_factors").value == PRESETS["d2l"].model.n_factors
+    assert at.number_input(key="tf_epochs").value == 7
+    assert at.text_input(key="tf_label").value == "my d2l run"
+    assert at.selectbox(key="tf_optimizer").value == "adam"

@@ -395,6 +395,12 @@ def _k(name: str) -> str:
     return PREFIX + name
 
 
+def _kept(name: str) -> dict[str, str]:
+    """Widget keyword arguments: the field's key, and its value kept for the whole
+    session (Streamlit would otherwise forget it when the user visits another page)."""
+    return {"key": PREFIX + name, "persist_state": "session"}
+
+
 def _choices(options: tuple[str, ...], current: Any) -> list[str]:
     out = list(options)
     if current not in out and isinstance(current, str):
@@ -436,74 +442,74 @@ def draw_form() -> None:
     model_col, train_col = st.columns(2, gap="large")
     with model_col:
         st.subheader("Model", divider="gray")
-        st.radio("Model type", ["biased", "plain"], key=_k("model_type"), horizontal=True,
+        st.radio("Model type", ["biased", "plain"], **_kept("model_type"), horizontal=True,
                  help=help_for("use_bias"))
         field_error("model_type")
-        st.number_input("Factors k", min_value=1, max_value=1024, step=1, key=_k("n_factors"),
+        st.number_input("Factors k", min_value=1, max_value=1024, step=1, **_kept("n_factors"),
                         help=help_for("n_factors"))
         field_error("n_factors")
         st.selectbox("Global bias g", _choices(cfg.GLOBAL_BIASES, ss.get(_k("global_bias"))),
-                     key=_k("global_bias"), help=help_for("global_bias"))
+                     **_kept("global_bias"), help=help_for("global_bias"))
         field_error("global_bias")
         c1, c2 = st.columns(2)
         with c1:
-            st.selectbox("Output", _choices(cfg.OUTPUTS, ss.get(_k("output"))), key=_k("output"),
+            st.selectbox("Output", _choices(cfg.OUTPUTS, ss.get(_k("output"))), **_kept("output"),
                          help=help_for("output"))
             field_error("output")
         with c2:
             sigmoid = ss.get(_k("output")) == "sigmoid"
-            st.checkbox("Custom sigmoid range", key=_k("custom_range"), disabled=not sigmoid,
+            st.checkbox("Custom sigmoid range", **_kept("custom_range"), disabled=not sigmoid,
                         help=help_for("output_range"))
         c1, c2 = st.columns(2)
         custom = sigmoid and bool(ss.get(_k("custom_range")))
         with c1:
             st.number_input("Range low", min_value=-1e6, max_value=1e6, step=0.5, format="%g",
-                            key=_k("range_low"), disabled=not custom)
+                            **_kept("range_low"), disabled=not custom)
         with c2:
             st.number_input("Range high", min_value=-1e6, max_value=1e6, step=0.5, format="%g",
-                            key=_k("range_high"), disabled=not custom)
+                            **_kept("range_high"), disabled=not custom)
             field_error("range_high")
-        st.selectbox("Initialisation", _choices(cfg.INITS, ss.get(_k("init"))), key=_k("init"),
+        st.selectbox("Initialisation", _choices(cfg.INITS, ss.get(_k("init"))), **_kept("init"),
                      help=help_for("init"))
         field_error("init")
         normal = ss.get(_k("init")) == "normal"
         c1, c2, c3 = st.columns(3)
         with c1:
             st.number_input("std", min_value=0.0, max_value=10.0, step=0.01, format="%g",
-                            key=_k("init_std"), disabled=not normal, help=help_for("init_std"))
+                            **_kept("init_std"), disabled=not normal, help=help_for("init_std"))
             field_error("init_std")
         with c2:
             st.number_input("low", min_value=-10.0, max_value=10.0, step=0.01, format="%g",
-                            key=_k("init_low"), disabled=normal, help=help_for("init_low"))
+                            **_kept("init_low"), disabled=normal, help=help_for("init_low"))
             field_error("init_low")
         with c3:
             st.number_input("high", min_value=-10.0, max_value=10.0, step=0.01, format="%g",
-                            key=_k("init_high"), disabled=normal, help=help_for("init_high"))
+                            **_kept("init_high"), disabled=normal, help=help_for("init_high"))
             field_error("init_high")
 
         st.subheader("Runtime", divider="gray")
         c1, c2 = st.columns(2)
         with c1:
-            st.selectbox("Device", _choices(tuple(device_choices()), ss.get(_k("device"))), key=_k("device"),
+            st.selectbox("Device", _choices(tuple(device_choices()), ss.get(_k("device"))), **_kept("device"),
                          help=help_for("device"))
             field_error("device")
         with c2:
-            st.number_input("CPU threads", min_value=0, max_value=1024, step=1, key=_k("cpu_threads"),
+            st.number_input("CPU threads", min_value=0, max_value=1024, step=1, **_kept("cpu_threads"),
                             help=help_for("cpu_threads"))
             field_error("cpu_threads")
         st.caption("Found: " + ", ".join(available_devices()) + f" · auto = {_auto_device()}")
         c1, c2 = st.columns(2, vertical_alignment="bottom")
         with c1:
             st.number_input("Progress every (s)", min_value=0.05, max_value=3600.0, step=0.5, format="%g",
-                            key=_k("progress_interval_s"), help=help_for("progress_interval_s"))
+                            **_kept("progress_interval_s"), help=help_for("progress_interval_s"))
             field_error("progress_interval_s")
         with c2:
-            st.selectbox("Epoch snapshots", ["auto", "yes", "no"], key=_k("keep_snapshots"),
+            st.selectbox("Epoch snapshots", ["auto", "yes", "no"], **_kept("keep_snapshots"),
                          help=help_for("keep_snapshots"))
             field_error("keep_snapshots")
-        st.checkbox("Ranking metrics at the end", key=_k("eval_ranking"), help=help_for("eval_ranking"))
+        st.checkbox("Ranking metrics at the end", **_kept("eval_ranking"), help=help_for("eval_ranking"))
         field_error("eval_ranking")
-        st.text_input("Run label", key=_k("label"), max_chars=80, help=help_for("label"),
+        st.text_input("Run label", **_kept("label"), max_chars=80, help=help_for("label"),
                       placeholder="e.g. k=32, lr=0.005")
 
     with train_col:
@@ -511,66 +517,66 @@ def draw_form() -> None:
         c1, c2 = st.columns(2)
         with c1:
             st.selectbox("Optimizer", _choices(optimizer_choices(), ss.get(_k("optimizer"))),
-                         key=_k("optimizer"), help=help_for("optimizer"))
+                         **_kept("optimizer"), help=help_for("optimizer"))
             field_error("optimizer")
         with c2:
-            st.text_input("Learning rate", key=_k("lr"), help=help_for("lr") + " Accepts 0.01 or 1e-2.")
+            st.text_input("Learning rate", **_kept("lr"), help=help_for("lr") + " Accepts 0.01 or 1e-2.")
             field_error("lr")
         c1, c2 = st.columns(2)
         with c1:
-            st.number_input("Epochs", min_value=1, max_value=100_000, step=1, key=_k("epochs"),
+            st.number_input("Epochs", min_value=1, max_value=100_000, step=1, **_kept("epochs"),
                             help=help_for("epochs"))
             field_error("epochs")
         with c2:
-            st.number_input("Batch size", min_value=0, max_value=100_000_000, step=64, key=_k("batch_size"),
+            st.number_input("Batch size", min_value=0, max_value=100_000_000, step=64, **_kept("batch_size"),
                             help=help_for("batch_size"))
             field_error("batch_size")
         c1, c2 = st.columns(2)
         with c1:
             st.number_input("L2 (factors)", min_value=0.0, max_value=1e4, step=0.01, format="%g",
-                            key=_k("l2"), help=help_for("l2"))
+                            **_kept("l2"), help=help_for("l2"))
             field_error("l2")
         with c2:
             st.number_input("L2 (biases)", min_value=0.0, max_value=1e4, step=0.01, format="%g",
-                            key=_k("l2_bias"), help=help_for("l2_bias"))
+                            **_kept("l2_bias"), help=help_for("l2_bias"))
             field_error("l2_bias")
         c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
         with c1:
             st.number_input("L2 growth with rating count (power)", min_value=0.0, max_value=1.0, step=0.05,
-                            format="%g", key=_k("l2_count_power"), help=help_for("l2_count_power"))
+                            format="%g", **_kept("l2_count_power"), help=help_for("l2_count_power"))
             field_error("l2_count_power")
         with c2:
-            st.checkbox("Implicit feedback", key=_k("implicit_feedback"), help=help_for("implicit_feedback"))
+            st.checkbox("Implicit feedback", **_kept("implicit_feedback"), help=help_for("implicit_feedback"))
             field_error("implicit_feedback")
         with c3:
             st.number_input("L2 (implicit)", min_value=0.0, max_value=1e4, step=0.1, format="%g",
-                            key=_k("l2_implicit"), disabled=not ss.get(_k("implicit_feedback")),
+                            **_kept("l2_implicit"), disabled=not ss.get(_k("implicit_feedback")),
                             help=help_for("l2_implicit"))
             field_error("l2_implicit")
         c1, c2 = st.columns(2)
         with c1:
-            st.text_input("Weight decay", key=_k("weight_decay"), help=help_for("weight_decay"))
+            st.text_input("Weight decay", **_kept("weight_decay"), help=help_for("weight_decay"))
             field_error("weight_decay")
         with c2:
             st.number_input("Momentum", min_value=0.0, max_value=0.999, step=0.05, format="%g",
-                            key=_k("momentum"), help=help_for("momentum"))
+                            **_kept("momentum"), help=help_for("momentum"))
             field_error("momentum")
         c1, c2 = st.columns(2)
         with c1:
             st.number_input("LR decay per epoch", min_value=0.0, max_value=1.0, step=0.01, format="%g",
-                            key=_k("lr_decay"), help=help_for("lr_decay"))
+                            **_kept("lr_decay"), help=help_for("lr_decay"))
             field_error("lr_decay")
         with c2:
             st.number_input("Average weights from epoch", min_value=0, max_value=100_000, step=1,
-                            key=_k("average_from"), help=help_for("average_from"))
+                            **_kept("average_from"), help=help_for("average_from"))
             field_error("average_from")
         c1, c2 = st.columns(2)
         with c1:
             st.number_input("Early-stopping patience", min_value=0, max_value=100_000, step=1,
-                            key=_k("early_stopping_patience"), help=help_for("early_stopping_patience"))
+                            **_kept("early_stopping_patience"), help=help_for("early_stopping_patience"))
             field_error("early_stopping_patience")
         with c2:
-            st.number_input("Model seed", min_value=0, max_value=2**32 - 1, step=1, key=_k("seed"),
+            st.number_input("Model seed", min_value=0, max_value=2**32 - 1, step=1, **_kept("seed"),
                             help=help_for("seed"))
             field_error("seed")
     draw_extra_fields()
@@ -593,9 +599,9 @@ def draw_extra_fields() -> None:
             st.session_state.setdefault(key, _extra_value(default))
             label = f"{cls.__name__}.{name}"
             if isinstance(st.session_state[key], bool):
-                st.checkbox(label, key=key, help=help_for(name))
+                st.checkbox(label, key=key, persist_state="session", help=help_for(name))
             else:
-                st.text_input(label, key=key, help=help_for(name))
+                st.text_input(label, key=key, persist_state="session", help=help_for(name))
             field_error(_extra_key(cls, name))
 
 

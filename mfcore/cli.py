@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from mfcore.errors import MFError
+from mfcore.errors import ChecksumError, DatasetNotFoundError, DownloadError, MFError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_RUN = 1
@@ -86,11 +86,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return _presets(out)
         return _datasets(args, out)
     except MFError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"error: {error_line(exc)}", file=err)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return 130
+
+
+def error_line(exc: MFError) -> str:
+    """An engine error as one line, its way forward in terms of this command's flags.
+
+    The engine's messages name no flags (the app shows them too); where an error carries the
+    facts (which dataset, which URL), the CLI puts its own fix after the reason.
+    """
+    if isinstance(exc, DatasetNotFoundError) and exc.known:
+        return (f"{exc}. Pass --data-dir with a folder holding extracted MovieLens data, or use "
+                "--dataset synthetic")
+    if isinstance(exc, DatasetNotFoundError):
+        return (f"{exc.reason}; drop --no-download to download it, put its extracted folder or "
+                "official zip in the folder given with --data-dir, or use --dataset synthetic")
+    if isinstance(exc, DownloadError) and not isinstance(exc, ChecksumError) and exc.url:
+        first = f"{exc.fix}, or " if exc.fix else ""
+        return f"{exc.reason}; {first}download {exc.url} yourself and pass its folder with --data-dir"
+    return str(exc)
 
 
 def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -7,6 +7,7 @@ Callers (the CLI, the app) catch :class:`MFError` and show its message; nothing 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 
 class MFError(Exception):
@@ -42,7 +43,35 @@ class DataError(MFError, ValueError):
 
 
 class DatasetNotFoundError(DataError):
-    """A named dataset is neither on disk, in the cache, nor downloadable."""
+    """A named dataset is neither on disk, in the cache, nor downloadable.
+
+    The message is ``reason`` then ``fix``, and the fix is written for the Python API: it
+    names no command-line flag and no button. Each interface phrases its own way forward
+    from the attributes instead: ``dataset`` (the name asked for), ``searched`` (the folders
+    looked in, in order), ``partial`` (a folder holding only part of the dataset's ratings,
+    or None), ``known`` (the valid names, when ``dataset`` is not one of them; else empty)
+    and ``suggestion`` (the closest valid name, or None).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        fix: str,
+        *,
+        dataset: str,
+        searched: Sequence[str | Path] = (),
+        partial: str | Path | None = None,
+        known: Sequence[str] = (),
+        suggestion: str | None = None,
+    ) -> None:
+        super().__init__(f"{reason}; {fix}")
+        self.reason = reason
+        self.fix = fix
+        self.dataset = dataset
+        self.searched = tuple(str(p) for p in searched)
+        self.partial = None if partial is None else str(partial)
+        self.known = tuple(known)
+        self.suggestion = suggestion
 
 
 class UnsafeArchiveError(DataError):
@@ -50,7 +79,18 @@ class UnsafeArchiveError(DataError):
 
 
 class DownloadError(MFError):
-    """A download failed (network, HTTP status, truncated body)."""
+    """A download failed (network, HTTP status, truncated body).
+
+    ``url`` is the address that failed (None if unknown); ``reason`` is the message
+    without the generic fix (``fix``, which names no command-line flag and no button), so
+    an interface can put its own way forward after it.
+    """
+
+    def __init__(self, reason: str, fix: str = "", *, url: str | None = None) -> None:
+        super().__init__(f"{reason}; {fix}" if fix else reason)
+        self.reason = reason
+        self.fix = fix
+        self.url = url
 
 
 class ChecksumError(DownloadError):

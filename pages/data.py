@@ -14,15 +14,9 @@ import streamlit as st
 from mfcore.data.custom import ROLES
 from mfcore.data.sources import DATASET_NAMES, DATASETS
 from mfcore.data.splits import parse_split_spec
-from mfcore.errors import DownloadError, MFError
+from mfcore.errors import MFError
 from ui import data_charts, datasets, state
-
-SOURCES = {
-    "synthetic": "Synthetic (planted factors)",
-    "movielens": "MovieLens",
-    "zip": "Upload a MovieLens zip",
-    "file": "Upload your own ratings file",
-}
+from ui.data_sources import SOURCES, download_failed_message, load_failed_message
 SPLIT_KINDS = {
     "random": ("Random", "any ratings, uniformly at random"),
     "user": ("Per user", "the same share of every user's ratings"),
@@ -59,7 +53,7 @@ def _load(spec: str) -> bool:
         with st.spinner(f"Loading {datasets.describe_spec(spec)}..."):
             datasets.load_data(spec)
     except MFError as exc:
-        st.error(f"Could not load this dataset: {exc}")
+        st.error(f"Could not load this dataset: {load_failed_message(exc)}")
         return False
     _commit_dataset(spec)
     return True
@@ -114,19 +108,11 @@ def _synthetic_chooser() -> None:
         state.put(state.SYNTHETIC_PARAMS, dict(target))
 
 
-def _download_failed(name: str, exc: MFError) -> None:
-    url = DATASETS[name].url  # the GroupLens address, even when downloads go to a mirror
-    offline = isinstance(exc, DownloadError)
-    st.error(
-        f"Could not download {name}: {exc}\n\n"
-        + ("This machine may be offline. " if offline else "")
-        + f"Ways forward: download **{url}** on a computer with internet access and upload it here "
-        f"with *{SOURCES['zip']}*; or put the extracted folder into the folder named by "
-        f"`{datasets.ENV_DATA_DIR}`; or use the synthetic dataset, which needs no download."
-    )
+def _other_sources(prefix: str) -> None:
+    """Buttons to the sources that need no download (keys ``{prefix}_to_zip``/``_to_syn``)."""
     c1, c2 = st.columns(2)
-    c1.button("Upload the zip instead", on_click=_use_source, args=("zip",), key="data_dl_to_zip")
-    c2.button("Use the synthetic dataset", on_click=_use_source, args=("synthetic",), key="data_dl_to_syn")
+    c1.button("Upload the zip instead", on_click=_use_source, args=("zip",), key=f"{prefix}_to_zip")
+    c2.button("Use the synthetic dataset", on_click=_use_source, args=("synthetic",), key=f"{prefix}_to_syn")
 
 
 def _movielens_chooser() -> None:
@@ -159,7 +145,8 @@ def _movielens_chooser() -> None:
             datasets.download_dataset(name, progress)
         except MFError as exc:
             bar.empty()
-            _download_failed(name, exc)
+            st.error(download_failed_message(name, exc))
+            _other_sources("data_dl")
             return
         bar.empty()
         where = "download cache"
@@ -268,8 +255,8 @@ def _show_data(spec: str) -> dict[str, Any] | None:
             data = datasets.load_data(spec)
             stats = datasets.dataset_stats(spec)
     except MFError as exc:
-        st.error(f"The chosen dataset cannot be loaded any more: {exc}")
-        st.button("Use the synthetic dataset", on_click=_use_source, args=("synthetic",), key="data_broken_to_syn")
+        st.error(f"The chosen dataset cannot be loaded any more: {load_failed_message(exc)}")
+        _other_sources("data_broken")
         return None
     s = stats["summary"]
     what = "Movies" if stats["is_movielens"] else "Items"

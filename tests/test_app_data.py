@@ -7,6 +7,7 @@ at a closed local port, so nothing here can reach the internet or touch ~/.cache
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mfcore.errors import ConfigError, DataError, UnsafeArchiveError
-from ui import data_charts, datasets
+from mfcore.data.sources import load_dataset
+from mfcore.errors import ConfigError, DataError, DatasetNotFoundError, DownloadError, UnsafeArchiveError
+from ui import data_charts, data_sources, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 CLOSED_PORT = "http://127.0.0.1:9"
+CLI_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")  # e.g. "--data-dir": no use in a browser
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +47,14 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def assert_no_cli_flags(at: AppTest) -> None:
+    """Nothing on the page tells a browser user to pass a command-line flag."""
+    shown = [at.error, at.warning, at.info, at.success, at.markdown, at.caption, at.exception,
+             at.sidebar.markdown, at.sidebar.caption]
+    flags = sorted({m.group() for elements in shown for m in CLI_FLAG.finditer(texts(elements))})
+    assert flags == [], f"the page names CLI flags: {flags}"
 
 
 def synthetic_ratings(spec: str) -> int:
@@ -165,6 +176,7 @@ def test_unreachable_download_shows_an_error_with_a_way_forward(offline):
     assert "127.0.0.1:9" in message
     assert "files.grouplens.org/datasets/movielens/ml-latest-small.zip" in message
     assert "upload it here" in message and "synthetic dataset" in message
+    assert_no_cli_flags(at)
     assert at.session_state["dataset_spec"] == "synthetic"  # the working data stays
     assert metrics(at)["Ratings"] == "75,000"
     assert not (offline / "ml-latest-small").exists()
@@ -172,6 +184,22 @@ def test_unreachable_download_shows_an_error_with_a_way_forward(offline):
     at.button(key="data_dl_to_syn").click().run()
     assert not at.exception, at.exception
     assert at.radio(key="data_source").value == "synthetic"
+
+
+def test_a_movielens_choice_no_longer_on_this_machine_offers_the_pages_ways_forward(offline):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["dataset_spec"] = "ml-100k"  # chosen in this session, then the cache went away
+    at.run()
+    assert not at.exception, at.exception
+    message = texts(at.error)
+    assert "cannot be loaded any more: ml-100k is not on this machine" in message
+    assert str(offline) in message  # where it looked
+    assert "Upload a MovieLens zip" in message and "synthetic dataset" in message
+    assert "files.grouplens.org/datasets/movielens/ml-100k.zip" in message
+    assert_no_cli_flags(at)
+    at.button(key="data_broken_to_zip").click().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="data_source").value == "zip"
 
 
 @pytest.fixture
@@ -363,3 +391,21 @@ def test_half_star_ratings_get_a_bar_per_half_star():
     assert int(hist["count"].sum()) == 5
     whole = datasets.rating_histogram(np.array([1, 2, 2, 5], dtype=np.float32), (1.0, 5.0))
     assert list(whole["x"]) == [1.0, 2.0, 3.0, 4.0, 5.0] and list(whole["count"]) == [1, 2, 0, 0, 1]
+
+
+def test_the_pages_words_for_missing_data_name_no_cli_flags(offline, tmp_path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("ml-1m", data_dir=tmp_path, cache_dir=offline, download=False)
+    words = data_sources.load_failed_message(info.value)
+    assert words.startswith(f"ml-1m is not on this machine: it is not in `{tmp_path}` nor in `{offline}`.")
+    assert "*Upload a MovieLens zip*" in words and "ml-1m.zip" in words and not CLI_FLAG.search(words)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("ml-100", download=False)
+    words = data_sources.load_failed_message(info.value)
+    assert words.startswith("unknown dataset 'ml-100' (did you mean 'ml-100k'?). Choose a dataset")
+    assert not CLI_FLAG.search(words)
+    unreachable = DownloadError("cannot reach http://127.0.0.1:9/ml-1m.zip (refused)", "check the network",
+                                url="http://127.0.0.1:9/ml-1m.zip")
+    words = data_sources.download_failed_message("ml-1m", unreachable)
+    assert "This machine may be offline" in words and "MFSTUDIO_DATA_DIR" in words
+    assert not CLI_FLAG.search(words)

@@ -6,7 +6,10 @@ at test time, plus broken variants (truncated, corrupt, unsafe, not MovieLens).
 
 from __future__ import annotations
 
+import ast
 import http.server
+import io
+import re
 import stat
 import threading
 import zipfile
@@ -15,6 +18,7 @@ from typing import Iterator
 
 import pytest
 
+from mfcore.cli import error_line, main
 from mfcore.data import download as dl
 from mfcore.data.download import ZipPin, extract_zip, fetch_movielens, sha256_of
 from mfcore.data.sources import DATASET_NAMES, DATASETS, find_local, load_dataset, load_zip
@@ -28,6 +32,14 @@ from mfcore.errors import (
 )
 
 ML100K_FILES = ("u.data", "u.item", "u.user", "u.genre")
+ROOT = Path(__file__).resolve().parents[1]
+CLI_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")  # "--data-dir", not "a--b" or "---"
+
+
+def cli(args: list[str]) -> tuple[int, str]:
+    """Exit status and stderr of ``python -m mfcore`` (in process)."""
+    err = io.StringIO()
+    return main(args, out=io.StringIO(), err=err), err.getvalue()
 
 
 def make_zip(path: Path, members: dict[str, bytes | Path]) -> Path:
@@ -186,10 +198,15 @@ def test_http_404_and_unreachable(server: Server, tmp_path: Path) -> None:
     closed = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     port = closed.server_address[1]
     closed.server_close()
-    with pytest.raises(DownloadError, match=r"cannot reach .*--data-dir"):
+    url = f"http://127.0.0.1:{port}/ml-1m.zip"
+    with pytest.raises(DownloadError, match=r"cannot reach .*; check the network$") as info:
         fetch_movielens("ml-1m", cache_dir=tmp_path, base_url=f"http://127.0.0.1:{port}",
                         checksums={"ml-1m": None}, timeout=5)
     assert everything_in(tmp_path) == []
+    # the engine names no flag (the app shows its messages); the CLI adds its own way forward
+    assert info.value.url == url and not CLI_FLAG.search(str(info.value))
+    assert error_line(info.value).endswith(
+        f"check the network, or download {url} yourself and pass its folder with --data-dir")
 
 
 def test_progress_callback_can_cancel(server: Server, zips: dict[str, Path], tmp_path: Path) -> None:
@@ -264,18 +281,61 @@ def test_data_dir_with_folder_or_official_zip(shared_data: Path, zips: dict[str,
 
 def test_partial_ml1m_is_not_taken_for_ml1m(shared_data: Path, tmp_path: Path) -> None:
     assert find_local("ml-1m", shared_data) is None
-    with pytest.raises(DatasetNotFoundError, match=r"ml-1m is not in .* downloads are off .*holds only a partial"):
+    with pytest.raises(DatasetNotFoundError, match=r"ml-1m is not in .* downloads are off .*holds only a partial"
+                                                   r".*; allow the download \(download=True\)") as info:
         load_dataset("ml-1m", data_dir=shared_data, cache_dir=tmp_path, download=False)
+    exc = info.value
+    assert (exc.dataset, exc.searched, exc.partial, exc.known) == (
+        "ml-1m", (str(shared_data), str(tmp_path)), str(shared_data / "ml-1m"), ())
+    assert not CLI_FLAG.search(str(exc))
     data = load_dataset(shared_data / "ml-1m")
     assert data.name == "ml-1m (partial: users 1-2999)"
 
 
 def test_unknown_name_and_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'ml-100'; did you mean 'ml-100k'\? "
-                                                   r"valid names: ml-100k, ml-latest-small.*--data-dir.*synthetic"):
+    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'ml-100' \(did you mean 'ml-100k'\?\); "
+                                                   r"valid names: ml-100k, ml-latest-small.*'synthetic'") as info:
         load_dataset("ml-100", cache_dir=tmp_path, download=False)
+    assert info.value.suggestion == "ml-100k" and "ml-32m" in info.value.known
+    assert not CLI_FLAG.search(str(info.value))
     with pytest.raises(DataError, match=r"no such file or folder"):
         load_dataset(tmp_path / "nope.csv")
+
+
+def test_the_cli_phrases_missing_data_with_its_flags(tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    code, err = cli(["train", "--dataset", "ml-1m", "--no-download", "--data-dir", str(empty),
+                     "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: ml-1m is not in {empty} nor in the cache {tmp_path / 'cache'}")
+    assert "drop --no-download" in err and "--data-dir" in err and "--dataset synthetic" in err
+    assert "download=True" not in err  # the engine's own fix is for Python callers
+    code, err = cli(["train", "--dataset", "ml-100", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2 and "did you mean 'ml-100k'" in err and "--data-dir" in err
+
+
+def _non_docstring_strings(tree: ast.AST) -> Iterator[ast.Constant]:
+    docstrings = {
+        id(node.body[0].value) for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node
+
+
+def test_engine_messages_name_no_cli_flags() -> None:
+    """The app shows the engine's messages verbatim: only mfcore/cli.py may name its flags."""
+    found = []
+    for path in sorted((ROOT / "mfcore").rglob("*.py")):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        for node in _non_docstring_strings(ast.parse(path.read_text(encoding="utf-8"))):
+            if CLI_FLAG.search(node.value):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert found == []
 
 
 def test_synthetic_specs_load_with_their_knobs() -> None:

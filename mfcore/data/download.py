@@ -106,8 +106,8 @@ def fetch_movielens(
     Raising from ``progress`` cancels the download and leaves nothing behind.
     """
     if name not in PINS:
-        raise DatasetNotFoundError(
-            f"no official download for {name!r}; known: {', '.join(PINS)}")
+        raise DatasetNotFoundError(f"no official download for {name!r}", f"known: {', '.join(PINS)}",
+                                   dataset=name, known=tuple(PINS))
     found = cached_dataset(name, cache_dir)
     if found is not None:
         return found
@@ -156,15 +156,16 @@ def download_file(
         with os.fdopen(fd, "wb") as out:
             digest, done, total = _stream(url, out, progress, timeout, size)
         if total is not None and done != total:
-            raise DownloadError(f"download of {url} was cut off after {done} of {total} bytes; try again")
+            raise DownloadError(f"download of {url} was cut off after {done} of {total} bytes", "try again",
+                                url=url)
         if size is not None and done != size:
             raise ChecksumError(
                 f"{url} has {done} bytes but the pinned official zip has {size}; the file is "
-                "not the expected release (or is corrupt), so it was not used")
+                "not the expected release (or is corrupt), so it was not used", url=url)
         if sha256 is not None and digest != sha256.lower():
             raise ChecksumError(
                 f"SHA-256 of {url} is {digest}, expected the pinned {sha256}; the download "
-                "is corrupt or the file changed upstream, so it was not used")
+                "is corrupt or the file changed upstream, so it was not used", url=url)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -185,7 +186,7 @@ def _stream(
                 # refuse before spending bandwidth on the wrong file
                 raise ChecksumError(
                     f"{url} announces {total} bytes but the pinned official zip has {size}; "
-                    "it is not the expected release, so it was not downloaded")
+                    "it is not the expected release, so it was not downloaded", url=url)
             if progress is not None:
                 progress(0, total)
             while True:
@@ -198,21 +199,22 @@ def _stream(
                 if progress is not None:
                     progress(done, total)
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url} answered HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{url} answered HTTP {exc.code} {exc.reason}", url=url) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLCertVerificationError):
             raise DownloadError(
-                f"the TLS certificate of {url} does not verify ({exc.reason.verify_message}); "
+                f"the TLS certificate of {url} does not verify ({exc.reason.verify_message})",
                 f"the zips are checked against pinned SHA-256 hashes, so plain http is safe: set "
-                f"{ENV_BASE_URL}=http://files.grouplens.org/datasets/movielens") from None
-        raise DownloadError(
-            f"cannot reach {url} ({exc.reason}); check the network, or download the zip "
-            "yourself and pass its folder with --data-dir") from None
+                f"{ENV_BASE_URL}=http://files.grouplens.org/datasets/movielens", url=url) from None
+        # no interface's way forward here (a CLI flag, a button): callers add their own
+        raise DownloadError(f"cannot reach {url} ({exc.reason})", "check the network", url=url) from None
     except http.client.IncompleteRead as exc:
         got = done + len(exc.partial)
-        raise DownloadError(f"download of {url} was cut off after {got} of {total} bytes; try again") from None
+        raise DownloadError(f"download of {url} was cut off after {got} of {total} bytes", "try again",
+                            url=url) from None
     except (http.client.HTTPException, OSError) as exc:
-        raise DownloadError(f"download of {url} failed after {done} bytes: {exc}; try again") from None
+        raise DownloadError(f"download of {url} failed after {done} bytes: {exc}", "try again",
+                            url=url) from None
     return hasher.hexdigest(), done, total
 
 

@@ -155,23 +155,30 @@ def _load_named(
     cached = dl.cached_dataset(name, cache_dir)
     if cached is None:
         if not download:
-            where = f"in {data_dir} nor " if data_dir is not None else ""
-            partial = ""
-            if data_dir is not None and (Path(data_dir) / name).is_dir():
-                partial = (f" ({Path(data_dir) / name} holds only a partial ratings file; pass "
-                           "that folder's path to load it under its partial name)")
-            raise DatasetNotFoundError(
-                f"{name} is not {where}in the cache {dl.resolve_cache_dir(cache_dir)} and "
-                f"downloads are off{partial}; allow the download, put the extracted folder or "
-                f"{dl.PINS[name].filename} in --data-dir, or use 'synthetic'")
+            raise _not_local(name, data_dir, dl.resolve_cache_dir(cache_dir))
         cached = dl.fetch_movielens(name, cache_dir=cache_dir, base_url=base_url, progress=progress)
     return load_movielens(cached, name=name)
 
 
+def _not_local(name: str, data_dir: str | Path | None, cache: Path) -> DatasetNotFoundError:
+    searched = [Path(data_dir).expanduser()] if data_dir is not None else []
+    partial = searched[0] / name if searched and (searched[0] / name).is_dir() else None
+    where = f"in {searched[0]} nor " if searched else ""
+    note = (f" ({partial} holds only a partial ratings file; pass that folder's path to load "
+            "it under its partial name)") if partial is not None else ""
+    # the fix speaks of load_dataset's arguments; the CLI and the app phrase their own
+    return DatasetNotFoundError(
+        f"{name} is not {where}in the cache {cache} and downloads are off{note}",
+        f"allow the download (download=True), put the extracted folder or "
+        f"{dl.PINS[name].filename} in data_dir, or use 'synthetic'",
+        dataset=name, searched=[*searched, cache], partial=partial)
+
+
 def _unknown_name(spec: str) -> DatasetNotFoundError:
     close = difflib.get_close_matches(spec.lower(), [*DATASET_NAMES, "synthetic"], n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
     return DatasetNotFoundError(
-        f"unknown dataset {spec!r}; {hint}valid names: {', '.join(DATASET_NAMES)}, or "
-        "'synthetic', or a path to a ratings file, MovieLens folder or zip. Pass --data-dir "
-        "with a folder holding extracted MovieLens data, or use synthetic")
+        f"unknown dataset {spec!r}{hint}",
+        f"valid names: {', '.join(DATASET_NAMES)}, or 'synthetic', or a path to a ratings file, "
+        "MovieLens folder or zip",
+        dataset=spec, known=(*DATASET_NAMES, "synthetic"), suggestion=close[0] if close else None)

@@ -263,6 +263,8 @@ def _show_data(spec: str) -> dict[str, Any] | None:
     st.markdown(f"**{datasets.describe_spec(spec)}**")
     if stats["source"]:
         st.caption(stats["source"])
+    if note := datasets.duplicates_note(s):
+        st.info(note)
     c = st.columns(5)
     c[0].metric("Ratings", f"{s['ratings']:,}")
     c[1].metric("Users", f"{s['users']:,}")

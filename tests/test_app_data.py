@@ -283,6 +283,22 @@ def test_uploaded_csv_with_a_column_mapping(offline):
     assert at.session_state["split_spec"] == "random:0.1"
 
 
+def test_dropped_duplicates_are_noted_on_the_page(offline):
+    at = start()
+    assert not at.info  # the synthetic set has no duplicates
+    at.radio(key="data_source").set_value("file").run()
+    body = b"userId,movieId,rating,timestamp\n1,10,4,200\n1,10,2,100\n2,10,5,100\n2,11,3,100\n1,10,1,150\n"
+    at.file_uploader(key="data_file").set_value(("dups.csv", body, "text/csv")).run()
+    digest = next(p.name for p in (offline / "uploads").iterdir())
+    at.button(key=f"data_map_load_{digest}").click().run()
+    assert not at.exception, at.exception
+    assert metrics(at)["Ratings"] == "3"
+    assert "2 ratings were dropped while loading" in texts(at.info)
+    assert "latest timestamp" in texts(at.info)
+    assert "(user, item)" not in texts(at.caption)  # the source caption is a plain description
+    assert "dups.csv (separator ',', utf-8)" in texts(at.caption)
+
+
 def _zip_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -409,3 +425,13 @@ def test_the_pages_words_for_missing_data_name_no_cli_flags(offline, tmp_path):
     words = data_sources.download_failed_message("ml-1m", unreachable)
     assert "This machine may be offline" in words and "MFSTUDIO_DATA_DIR" in words
     assert not CLI_FLAG.search(words)
+
+
+def test_duplicates_note_words():
+    summary = {"name": "ml-100k", "duplicates_dropped": 1, "has_timestamps": True}
+    assert datasets.duplicates_note(summary) == (
+        "1 rating was dropped while loading because the same user rated the same movie again: of each "
+        "(user, item) pair only the last rating is kept, the one with the latest timestamp (on a tie, the later line).")
+    note = datasets.duplicates_note({"name": "mine", "duplicates_dropped": 1200, "has_timestamps": False})
+    assert note.startswith("1,200 ratings were dropped") and "same item" in note and note.endswith("the later line.")
+    assert datasets.duplicates_note({"name": "x", "duplicates_dropped": 0, "has_timestamps": True}) is None

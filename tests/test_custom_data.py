@@ -129,9 +129,12 @@ def test_utf16_is_rejected_latin1_accepted(tmp_path: Path) -> None:
 def test_duplicates_keep_last(tmp_path: Path) -> None:
     with_time = write(tmp_path / "t.csv", "user,item,rating,timestamp\n1,1,5,200\n1,1,1,100\n1,1,2,200\n")
     data = load_ratings_file(with_time)
-    assert data.rating.tolist() == [2.0] and "dropped 2 duplicate" in data.source
+    assert data.rating.tolist() == [2.0] and data.duplicates_dropped == 2
+    assert data.source == f"ratings file {with_time} (separator ',', utf-8)"  # a description only
     no_time = write(tmp_path / "n.csv", "user,item,rating\n1,1,5\n1,1,1\n")
     assert load_ratings_file(no_time).rating.tolist() == [1.0]
+    assert load_ratings_file(no_time).duplicates_dropped == 1
+    assert load_ratings_file(write(tmp_path / "u.csv", "user,item,rating\n1,1,5\n")).duplicates_dropped == 0
 
 
 def test_dates_and_decimal_commas(tmp_path: Path) -> None:

@@ -134,7 +134,8 @@ def test_duplicates_keep_last_by_timestamp_then_line(tmp_path: Path) -> None:
     data = load_movielens(tmp_path / "ml-latest-small")
     frame = data.to_frame()
     assert frame.values.tolist() == [[1, 20, 4.0, 100], [1, 10, 3.0, 100], [2, 10, 1.0, 7]]
-    assert "dropped 2 duplicate" in data.source
+    assert data.duplicates_dropped == 2 and data.summary()["duplicates_dropped"] == 2
+    assert data.source == f"MovieLens ml-latest-small from {tmp_path / 'ml-latest-small' / 'ratings.csv'}"
 
 
 def test_drop_duplicates_without_timestamp_keeps_later_line() -> None:

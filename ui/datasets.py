@@ -268,6 +268,20 @@ def memory_sentence(stats: dict[str, Any]) -> str:
     )
 
 
+def duplicates_note(summary: Mapping[str, Any]) -> str | None:
+    """The load-time note on dropped duplicate ratings (from ``RatingData.summary()``), or None."""
+    n = int(summary.get("duplicates_dropped") or 0)
+    if not n:
+        return None
+    kept = ("the one with the latest timestamp (on a tie, the later line)" if summary.get("has_timestamps")
+            else "the one on the later line")
+    return (
+        f"{n:,} rating{'s were' if n != 1 else ' was'} dropped while loading because the same user "
+        f"rated the same {'movie' if str(summary.get('name', '')).lower().startswith('ml-') else 'item'} "
+        f"again: of each (user, item) pair only the last rating is kept, {kept}."
+    )
+
+
 # ----------------------------------------------------------------------------- uploads
 
 

@@ -7,7 +7,8 @@ only of digits become integers so that typing ``42`` finds user 42.
 
 Same rules as the MovieLens readers: bad input raises :class:`DataError` naming the file,
 the 1-based line and the fix; duplicate (user, item) pairs keep the LAST rating (latest
-timestamp, ties broken by the later line) and the dropped count goes to ``RatingData.source``.
+timestamp, ties broken by the later line) and the dropped count goes to
+``RatingData.duplicates_dropped``.
 """
 
 from __future__ import annotations
@@ -153,10 +154,8 @@ def load_ratings_file(
         items = load_items_file(items_path, columns=items_columns,
                                 id_kind=frame["item"].dtype.kind)
     source = f"ratings file {path} (separator {preview.separator!r}, {preview.encoding})"
-    if dropped:
-        source += f"; dropped {dropped} duplicate (user, item) ratings, kept the last by timestamp"
     return from_frame(frame, name=name or path.stem, items=items, rating_scale=rating_scale,
-                      source=source)
+                      source=source, duplicates_dropped=dropped)
 
 
 def load_items_file(

@@ -79,7 +79,9 @@ class RatingData:
     ``user_idx``/``item_idx``/``rating`` (and ``timestamp`` when known) are parallel
     arrays, one entry per rating, in the file's order. ``items`` is indexed by raw item
     id and has at least ``title`` and ``genres`` (``|``-joined, may be empty);
-    ``users`` (optional) holds demographics indexed by raw user id.
+    ``users`` (optional) holds demographics indexed by raw user id. ``source`` says where
+    the data came from, in words; what happened while loading it is in fields of its own
+    (``duplicates_dropped``), so a UI can phrase it.
     """
 
     name: str
@@ -96,7 +98,10 @@ class RatingData:
     predefined_splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # synthetic data only: the planted truth ({"user_factors", "item_factors", ...})
     truth: dict[str, np.ndarray] | None = None
-    source: str = ""
+    source: str = ""  # a plain description: "MovieLens ml-100k from <path>", "ratings file <path> (...)"
+    # ratings dropped at load time because their (user, item) pair was rated again; the
+    # last rating of each pair is kept (latest timestamp, ties broken by the later line)
+    duplicates_dropped: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.rating)
@@ -153,6 +158,7 @@ class RatingData:
             "rating_max": self.rating_scale[1],
             "has_timestamps": self.timestamp is not None,
             "has_demographics": self.users is not None,
+            "duplicates_dropped": self.duplicates_dropped,
         }
 
 
@@ -164,6 +170,7 @@ def from_frame(
     users: pd.DataFrame | None = None,
     rating_scale: tuple[float, float] | None = None,
     source: str = "",
+    duplicates_dropped: int = 0,
 ) -> RatingData:
     """Build :class:`RatingData` from a frame with columns user, item, rating[, timestamp].
 
@@ -190,6 +197,7 @@ def from_frame(
         items=items,
         users=users,
         source=source,
+        duplicates_dropped=duplicates_dropped,
     )
 
 

@@ -10,7 +10,7 @@ has 25M rows). Only when it fails, or a value is out of range, do we scan the fi
 line so that the :class:`DataError` can name the file, the 1-based line and the fix.
 
 Duplicate (user, item) pairs: we keep the LAST rating (latest timestamp, ties broken by the
-later line) and say how many were dropped in ``RatingData.source``.
+later line) and say how many were dropped in ``RatingData.duplicates_dropped``.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def load_ml100k(folder: str | Path, *, name: str = "ml-100k") -> RatingData:
     users = _read_u_user(root, frame["user"]) if (root / "u.user").is_file() else None
     data = from_frame(
         frame, name=name, items=items, users=users, rating_scale=scale[:2],
-        source=_source(name, root / "u.data", dropped),
+        source=f"MovieLens {name} from {root / 'u.data'}", duplicates_dropped=dropped,
     )
     data.predefined_splits = _read_ml100k_splits(root, frame)
     return data
@@ -302,7 +302,7 @@ def load_csv_layout(folder: str | Path, *, name: str | None = None) -> RatingDat
     items = _read_movies_csv(root / "movies.csv") if (root / "movies.csv").is_file() else None
     return from_frame(
         frame, name=name, items=items, rating_scale=scale[:2],
-        source=_source(name, path, dropped),
+        source=f"MovieLens {name} from {path}", duplicates_dropped=dropped,
     )
 
 
@@ -359,7 +359,7 @@ def load_dat_layout(
     )
     return from_frame(
         frame, name=name, items=items, users=users, rating_scale=scale[:2],
-        source=_source(name, path, dropped),
+        source=f"MovieLens {name} from {path}", duplicates_dropped=dropped,
     )
 
 
@@ -526,13 +526,6 @@ def _pair_key(users: pd.Series, items: pd.Series) -> np.ndarray:
         u = pd.factorize(users)[0]
         i = pd.factorize(items)[0]
     return u.astype(np.int64) * (int(i.max(initial=0)) + 1) + i.astype(np.int64)
-
-
-def _source(name: str, path: Path, dropped: int) -> str:
-    text = f"MovieLens {name} from {path}"
-    if dropped:
-        text += f"; dropped {dropped} duplicate (user, item) ratings, kept the last by timestamp"
-    return text
 
 
 def _years(titles: pd.Series, dates: pd.Series | None = None) -> pd.api.extensions.ExtensionArray:

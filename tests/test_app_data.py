@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from mfcore.data.sources import load_dataset
 from mfcore.errors import ConfigError, DataError, DatasetNotFoundError, DownloadError, UnsafeArchiveError
-from ui import data_charts, data_sources, datasets
+from ui import column_mapping, data_charts, data_sources, data_split, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -428,10 +428,39 @@ def test_the_pages_words_for_missing_data_name_no_cli_flags(offline, tmp_path):
 
 
 def test_duplicates_note_words():
-    summary = {"name": "ml-100k", "duplicates_dropped": 1, "has_timestamps": True}
-    assert datasets.duplicates_note(summary) == (
+    stats = {"summary": {"duplicates_dropped": 1, "has_timestamps": True}, "is_movielens": True}
+    assert datasets.duplicates_note(stats) == (
         "1 rating was dropped while loading because the same user rated the same movie again: of each "
         "(user, item) pair only the last rating is kept, the one with the latest timestamp (on a tie, the later line).")
-    note = datasets.duplicates_note({"name": "mine", "duplicates_dropped": 1200, "has_timestamps": False})
+    note = datasets.duplicates_note({"summary": {"duplicates_dropped": 1200, "has_timestamps": False},
+                                     "is_movielens": False})
     assert note.startswith("1,200 ratings were dropped") and "same item" in note and note.endswith("the later line.")
-    assert datasets.duplicates_note({"name": "x", "duplicates_dropped": 0, "has_timestamps": True}) is None
+    assert datasets.duplicates_note({"summary": {"duplicates_dropped": 0}, "is_movielens": True}) is None
+
+
+def test_split_options_and_fallbacks():
+    data = datasets.load_data("synthetic:n_users=50,n_items=40,density=0.5,rank=2,noise=0.1,popularity_skew=1.0,seed=1")
+    options = data_split.SplitOptions.of(data)
+    assert options.has_timestamps and options.predefined == () and "predefined" not in options.kinds
+    assert data_split.fallback_split("user:0.2", options) == ("user:0.2", None)
+    assert data_split.fallback_split("u1", options) == (
+        "random:0.2", f"{data.name} has no official split u1; using a random 20% split instead.")
+    bare = data_split.SplitOptions("mine", has_timestamps=False, predefined=("u1", "ua"))
+    assert bare.unavailable("temporal-user") and not bare.unavailable("kfold")
+    assert bare.caption("temporal") == "unavailable: this dataset has no timestamps"
+    assert data_split.fallback_split("temporal:0.3", bare) == (
+        "random:0.3", "mine has no timestamps, so the split `temporal:0.3` was replaced by a random one.")
+    assert data_split.fallback_split("nonsense", bare) == ("random:0.1", None)
+
+
+def test_column_mapping_words():
+    assert column_mapping.mapping_of({"user": "who", "item": column_mapping.NONE, "rating": "r",
+                                      "timestamp": column_mapping.NONE}) == {
+        "user": "who", "item": None, "rating": "r", "timestamp": None}
+    assert column_mapping.missing_message({"user": "who", "item": None, "rating": "r"}) == (
+        "Choose the item column to go on.")
+    assert column_mapping.missing_message({}) == "Choose the user, item and rating columns to go on."
+    assert column_mapping.missing_message({"user": "u", "item": "i", "rating": "r"}) is None
+    assert column_mapping.label("timestamp") == "Timestamp column (optional)"
+    assert datasets.download_progress(2_500_000, 5_000_000) == (0.5, "2.5 MB of 5.0 MB")
+    assert datasets.download_progress(1_000, None) == (0.0, "1.0 kB downloaded")

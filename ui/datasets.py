@@ -230,6 +230,13 @@ def human_bytes(n: float) -> str:
     return f"{int(n)} bytes"
 
 
+def download_progress(done: int, total: int | None) -> tuple[float, str]:
+    """A progress bar's share and text: '1.2 MB of 4.9 MB', or '1.2 MB downloaded' (size unknown)."""
+    if total:
+        return min(1.0, done / total), f"{human_bytes(done)} of {human_bytes(total)}"
+    return 0.0, f"{human_bytes(done)} downloaded"
+
+
 def describe_spec(spec: str) -> str:
     """A short human label for a dataset spec (sidebar, captions)."""
     if is_synthetic(spec):
@@ -250,10 +257,38 @@ def describe_spec(spec: str) -> str:
     return path.name or spec
 
 
+def item_word(stats: Mapping[str, Any]) -> str:
+    """What the items of the data in ``stats`` are called: 'movie' (MovieLens) or 'item'."""
+    return "movie" if stats.get("is_movielens") else "item"
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 item has' / '3 items have'."""
+    return f"{n:,} {noun} has" if n == 1 else f"{n:,} {noun}s have"
+
+
+def item_tail_sentence(stats: Mapping[str, Any]) -> str:
+    """How concentrated the ratings are on a few items, in words."""
+    it, word = stats["item_tail"], item_word(stats)
+    return (
+        f"The top 10% of {word}s get {it['top10_share']:.0%} of all ratings; the median {word} "
+        f"has {it['median']:g}, and {_count(it['n_at_most_5'], word)} 5 or fewer."
+    )
+
+
+def user_tail_sentence(stats: Mapping[str, Any]) -> str:
+    """How concentrated the ratings are on a few users, in words."""
+    ut = stats["user_tail"]
+    return (
+        f"The top 10% of users give {ut['top10_share']:.0%} of all ratings; the median user gave "
+        f"{ut['median']:g} (least {ut['min']:,}, most {ut['max']:,})."
+    )
+
+
 def memory_sentence(stats: dict[str, Any]) -> str:
     """E.g. '260,000 users x 45,000 movies as a dense float64 matrix would take ~94 GB; ...'."""
     s, mem = stats["summary"], stats["memory"]
-    what = "movies" if stats.get("is_movielens") else "items"
+    what = f"{item_word(stats)}s"
     less = mem["dense"] >= mem["sparse"]  # a tiny, nearly full matrix is cheaper dense
     ratio = max(mem["dense"], 1) / max(mem["sparse"], 1)
     ratio = ratio if less else 1 / ratio
@@ -268,17 +303,18 @@ def memory_sentence(stats: dict[str, Any]) -> str:
     )
 
 
-def duplicates_note(summary: Mapping[str, Any]) -> str | None:
-    """The load-time note on dropped duplicate ratings (from ``RatingData.summary()``), or None."""
-    n = int(summary.get("duplicates_dropped") or 0)
+def duplicates_note(stats: Mapping[str, Any]) -> str | None:
+    """The load-time note on dropped duplicate ratings (:func:`compute_stats`), or None."""
+    s = stats["summary"]
+    n = int(s.get("duplicates_dropped") or 0)
     if not n:
         return None
-    kept = ("the one with the latest timestamp (on a tie, the later line)" if summary.get("has_timestamps")
+    kept = ("the one with the latest timestamp (on a tie, the later line)" if s.get("has_timestamps")
             else "the one on the later line")
     return (
         f"{n:,} rating{'s were' if n != 1 else ' was'} dropped while loading because the same user "
-        f"rated the same {'movie' if str(summary.get('name', '')).lower().startswith('ml-') else 'item'} "
-        f"again: of each (user, item) pair only the last rating is kept, {kept}."
+        f"rated the same {item_word(stats)} again: of each (user, item) pair only the last rating "
+        f"is kept, {kept}."
     )
 
 

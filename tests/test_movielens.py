@@ -10,12 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfcore.data.movielens import (
-    _DoubleColonToTab,
-    detect_layout,
-    drop_duplicate_pairs,
-    load_movielens,
-)
+from mfcore.data._readers import DoubleColonToTab, drop_duplicate_pairs
+from mfcore.data.movielens import detect_layout, load_movielens
 from mfcore.errors import DataError
 
 
@@ -155,7 +151,7 @@ def test_double_colon_reader_across_chunk_boundaries() -> None:
             return out
 
     text = b"1::22::3.5::444\n55::6::1::7\n8::9::2::10"
-    out = io.BufferedReader(_DoubleColonToTab(Dribble(text))).read()
+    out = io.BufferedReader(DoubleColonToTab(Dribble(text))).read()
     assert out == text.replace(b"::", b"\t")
 
 

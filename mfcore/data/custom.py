@@ -15,27 +15,25 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from mfcore.data.dataset import RatingData, from_frame
-from mfcore.data.movielens import (
-    _DoubleColonToTab,
-    _iter_lines,
-    _line_of_row,
-    _open_binary,
-    _parser_detail,
-    _parser_line,
+from mfcore.data._readers import (
     check_text_head,
     drop_duplicate_pairs,
+    iter_lines,
+    line_of_row,
+    open_binary,
+    parser_detail,
+    parser_line,
+    read_separated,
 )
+from mfcore.data.dataset import RatingData, from_frame
 from mfcore.errors import DataError
 
 SEPARATORS = ("::", "\t", ",", ";", "|")
@@ -207,7 +205,7 @@ def load_items_file(
 def _head_text(path: Path) -> tuple[str, str]:
     """Decode the first 64 KiB, choosing UTF-8, else cp1252, else latin-1."""
     check_text_head(path)
-    with _open_binary(path) as fh:
+    with open_binary(path) as fh:
         head = fh.read(_SNIFF_BYTES)
         truncated = bool(fh.read(1))
     for encoding in ("utf-8", "cp1252", "latin-1"):
@@ -349,18 +347,11 @@ def _read_columns(path: Path, preview: RatingsPreview, positions: list[int], rol
     """The chosen columns as text (file order kept), with parse errors turned into DataError."""
     for attempt in (preview.encoding, "latin-1"):
         try:
-            with _open_binary(path) as raw, warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)  # extra fields on a line
-                source: IO[bytes] = raw
-                if preview.separator == "::":
-                    source = io.BufferedReader(_DoubleColonToTab(raw), buffer_size=1 << 20)
-                frame = pd.read_csv(
-                    source, sep="\t" if preview.separator == "::" else preview.separator,
-                    header=0 if preview.has_header else None, dtype=str,
-                    names=None if preview.has_header else list(range(len(preview.columns))),
-                    keep_default_na=False, index_col=False, encoding=attempt,
-                    skipinitialspace=True, engine="c",
-                )
+            frame = read_separated(
+                path, preview.separator, header=0 if preview.has_header else None, dtype=str,
+                names=None if preview.has_header else list(range(len(preview.columns))),
+                keep_default_na=False, encoding=attempt, skipinitialspace=True,
+            )
             break
         except UnicodeDecodeError:
             # non-UTF-8 bytes past the sniffed head: latin-1 reads any byte
@@ -377,14 +368,14 @@ def _read_columns(path: Path, preview: RatingsPreview, positions: list[int], rol
 def _field_count_error(path: Path, preview: RatingsPreview, encoding: str, exc: Exception) -> DataError:
     """Name the first line whose number of fields differs from the first line's."""
     width = len(preview.columns)
-    for line_no, text, _ in _iter_lines(path, encoding):
+    for line_no, text, _ in iter_lines(path, encoding):
         if text is not None and text.strip():
             n = len(_split(text, preview.separator))
             if n != width:
                 return DataError(
                     f"has {n} {_sep_name(preview.separator)}-separated fields but the first "
                     f"line has {width}; every line needs the same columns", path=path, line=line_no)
-    return DataError(f"cannot be parsed ({_parser_detail(exc)})", path=path, line=_parser_line(exc))
+    return DataError(f"cannot be parsed ({parser_detail(exc)})", path=path, line=parser_line(exc))
 
 
 def _sep_name(sep: str) -> str:
@@ -401,7 +392,7 @@ def _typed_ratings(
         row = int(np.flatnonzero(mask)[0])
         value = raw[role].iat[row].strip()
         what = f"{role} {value!r} {problem}" if value else f"{role} is empty"
-        raise DataError(f"{what}; {fix}", path=path, line=_line_of_row(path, row, header=header),
+        raise DataError(f"{what}; {fix}", path=path, line=line_of_row(path, row, header=header),
                         column=mapping[role])
 
     out = pd.DataFrame(index=raw.index)

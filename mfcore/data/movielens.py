@@ -16,17 +16,22 @@ later line) and say how many were dropped in ``RatingData.duplicates_dropped``.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
 
 import numpy as np
 import pandas as pd
 
+from mfcore.data._readers import (
+    check_text_head,
+    drop_duplicate_pairs,
+    iter_lines,
+    line_of_row,
+    parser_detail,
+    parser_line,
+    read_separated,
+)
 from mfcore.data.dataset import RatingData, from_frame
 from mfcore.errors import DataError
 
@@ -186,9 +191,9 @@ def _read_u_item(root: Path) -> pd.DataFrame:
         )
     except pd.errors.ParserError as exc:
         raise DataError(
-            f"{_parser_detail(exc)}; u.item needs 24 '|'-separated fields per line "
+            f"{parser_detail(exc)}; u.item needs 24 '|'-separated fields per line "
             "(id|title|release date|video date|url|19 genre flags)", path=path,
-            line=_parser_line(exc),
+            line=parser_line(exc),
         ) from None
     if raw.shape[1] != 5 + len(genres):
         raise DataError(
@@ -204,7 +209,7 @@ def _read_u_item(root: Path) -> pd.DataFrame:
         raise DataError(
             "movie id or a genre flag is missing or not a number; each line must be "
             "id|title|release date|video date|url followed by 0/1 genre flags",
-            path=path, line=_line_of_row(path, row, header=False),
+            path=path, line=line_of_row(path, row, header=False),
         )
     names = np.array(genres, dtype=object)
     flag_arr = flags.to_numpy(dtype=np.int8) == 1
@@ -280,7 +285,7 @@ def _read_ml100k_splits(root: Path, frame: pd.DataFrame) -> dict[str, tuple[np.n
                 raise DataError(
                     f"(user {part['user'].iat[row]}, item {part['item'].iat[row]}) is not in "
                     "u.data; the official splits are subsets of u.data, re-extract the zip",
-                    path=path, line=_line_of_row(path, row, header=False),
+                    path=path, line=line_of_row(path, row, header=False),
                 )
             parts.append(np.sort(rows).astype(np.int64))
         splits[split] = (parts[0], parts[1])
@@ -317,15 +322,15 @@ def _read_movies_csv(path: Path) -> pd.DataFrame:
         raise _utf8_error(path) from None
     except pd.errors.ParserError as exc:
         raise DataError(
-            f"{_parser_detail(exc)}; movies.csv lines are movieId,title,genres "
-            "(quote titles that contain commas)", path=path, line=_parser_line(exc),
+            f"{parser_detail(exc)}; movies.csv lines are movieId,title,genres "
+            "(quote titles that contain commas)", path=path, line=parser_line(exc),
         ) from None
     ids = pd.to_numeric(raw["movieId"], errors="coerce")
     if ids.isna().any():
         row = int(np.flatnonzero(ids.isna().to_numpy())[0])
         raise DataError(
             "movieId is missing or not a number", path=path, column="movieId",
-            line=_line_of_row(path, row, header=True),
+            line=line_of_row(path, row, header=True),
         )
     genres = raw["genres"].str.strip().replace("(no genres listed)", "")
     titles = raw["title"].str.strip()
@@ -416,25 +421,6 @@ def _read_users_dat(path: Path, rated_users: pd.Series) -> pd.DataFrame:
 # --------------------------------------------------------------------------- shared checks
 
 
-def check_text_head(path: Path, *, allow_empty: bool = False) -> bytes:
-    """First bytes of a (possibly gzipped) text file; rejects empty, UTF-16 and binary files."""
-    try:
-        with _open_binary(path) as fh:
-            head = fh.read(4096)
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except (OSError, EOFError) as exc:  # e.g. a truncated .gz
-        raise DataError(f"cannot be read ({exc}); re-extract or re-download it", path=path) from None
-    if not head and not allow_empty:
-        raise DataError("file is empty; expected ratings, one per line", path=path)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
-        raise DataError(
-            "looks like UTF-16 (or binary), not a text file in UTF-8/latin-1; re-save it as "
-            "UTF-8 (e.g. in Excel: 'CSV UTF-8')", path=path, line=1,
-        )
-    return head
-
-
 def read_ratings_table(path: Path, *, sep: str, header: bool, encoding: str) -> pd.DataFrame:
     """Read user, item, rating, timestamp columns fast; explain the first bad line on failure.
 
@@ -453,16 +439,7 @@ def read_ratings_table(path: Path, *, sep: str, header: bool, encoding: str) -> 
         rename, dtypes = {}, dict(_DTYPES)
         kwargs = dict(header=None, names=list(_RATING_COLS))
     try:
-        with _open_binary(path) as raw, warnings.catch_warnings():
-            # extra fields on a line only warn (and are dropped) with index_col=False
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            source: IO[bytes] = raw
-            if sep == "::":  # C parser + on-the-fly '::' -> '\t' beats the python engine 10x
-                source = io.BufferedReader(_DoubleColonToTab(raw), buffer_size=1 << 20)
-            frame = pd.read_csv(
-                source, sep="\t" if sep == "::" else sep, dtype=dtypes, encoding=encoding,
-                index_col=False, engine="c", **kwargs,
-            )
+        frame = read_separated(path, sep, dtype=dtypes, encoding=encoding, **kwargs)
     except pd.errors.EmptyDataError:
         raise DataError("has no ratings", path=path) from None
     except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError,
@@ -486,7 +463,7 @@ def check_ratings(
     for mask, what in ((nan, "is empty or not a number"), (off, None)):
         if mask.any():
             row = int(np.flatnonzero(mask)[0])
-            line = _line_of_row(path, row, header=header)
+            line = line_of_row(path, row, header=header)
             if what is None:
                 what = (f"{r[row]:g} is outside {dataset}'s rating scale {lo:g}..{hi:g} in steps "
                         f"of {step:g}; check that this is the right dataset, or load your own "
@@ -494,38 +471,6 @@ def check_ratings(
             else:
                 what += "; every line needs a numeric rating"
             raise DataError(f"rating {what}", path=path, line=line, column="rating")
-
-
-def drop_duplicate_pairs(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep the last rating of each (user, item): latest timestamp, then later line.
-
-    Returns the frame (file order kept) and the number of dropped rows.
-    """
-    key = _pair_key(frame["user"], frame["item"])
-    # sorting 25M int64 is several times faster than hashing them; duplicates are rare
-    ordered = np.sort(key)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    if not len(repeated):
-        return frame, 0
-    dup = pd.Series(key).isin(np.unique(repeated)).to_numpy()
-    idx = np.flatnonzero(dup)
-    ts = frame["timestamp"].to_numpy()[idx] if "timestamp" in frame.columns else np.zeros(len(idx))
-    order = np.lexsort((idx, ts, key[idx]))  # sort by key, then time, then line
-    k = key[idx][order]
-    last = np.r_[k[1:] != k[:-1], True]
-    keep = np.ones(len(frame), dtype=bool)
-    keep[idx[order[~last]]] = False
-    return frame[keep].reset_index(drop=True), int((~keep).sum())
-
-
-def _pair_key(users: pd.Series, items: pd.Series) -> np.ndarray:
-    """One int64 per (user, item) pair, for hashing 25M pairs quickly."""
-    u, i = users.to_numpy(), items.to_numpy()
-    if not (np.issubdtype(u.dtype, np.integer) and np.issubdtype(i.dtype, np.integer)
-            and len(u) and u.min() >= 0 and i.min() >= 0):
-        u = pd.factorize(users)[0]
-        i = pd.factorize(items)[0]
-    return u.astype(np.int64) * (int(i.max(initial=0)) + 1) + i.astype(np.int64)
 
 
 def _years(titles: pd.Series, dates: pd.Series | None = None) -> pd.api.extensions.ExtensionArray:
@@ -540,34 +485,6 @@ def _years(titles: pd.Series, dates: pd.Series | None = None) -> pd.api.extensio
 # --------------------------------------------------------------------------- line-level help
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
-def _iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None, bytes]]:
-    """(1-based line, decoded text or None if undecodable, raw bytes) for every line."""
-    with _open_binary(path) as fh:
-        for line_no, raw in enumerate(fh, 1):
-            raw = raw.rstrip(b"\r\n")
-            try:
-                yield line_no, raw.decode(encoding), raw
-            except UnicodeDecodeError:
-                yield line_no, None, raw
-
-
-def _line_of_row(path: Path, row: int, *, header: bool) -> int:
-    """File line of data row ``row`` (0-based), skipping blank lines as pandas does."""
-    seen = -1 if header else 0
-    with _open_binary(path) as fh:
-        for line_no, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            if seen == row:
-                return line_no
-            seen += 1
-    return row + 1 + int(header)
-
-
 def _split_lines(
     path: Path, sep: str, n_fields: int, encoding: str, expected: str, *, free: int | None = None
 ) -> list[list[str]]:
@@ -577,7 +494,7 @@ def _split_lines(
     """
     check_text_head(path)
     rows = []
-    for line_no, text, _ in _iter_lines(path, encoding):
+    for line_no, text, _ in iter_lines(path, encoding):
         if text is None:
             raise _utf8_error(path, line_no)
         if not text.strip():
@@ -625,7 +542,7 @@ def _diagnose(path: Path, sep: str, header: bool, encoding: str, exc: Exception)
     if sep == "\t":
         expected = "user<TAB>item<TAB>rating<TAB>timestamp"
     n_header = len(_check_header(path, ("userId",), encoding=encoding)) if header else 4
-    for line_no, text, _ in _iter_lines(path, encoding):
+    for line_no, text, _ in iter_lines(path, encoding):
         if header and line_no == 1:
             continue
         if text is None:
@@ -648,54 +565,14 @@ def _diagnose(path: Path, sep: str, header: bool, encoding: str, exc: Exception)
                 return DataError(f"{col} is {what}; expected {expected}", path=path,
                                  line=line_no, column=col)
     return DataError(f"cannot be parsed ({exc}); expected lines like {expected}", path=path,
-                     line=_parser_line(exc))
+                     line=parser_line(exc))
 
 
 def _utf8_error(path: Path, line: int | None = None) -> DataError:
     if line is None:
-        for line_no, text, _ in _iter_lines(path, "utf-8"):
+        for line_no, text, _ in iter_lines(path, "utf-8"):
             if text is None:
                 line = line_no
                 break
     return DataError("is not valid UTF-8 (MovieLens CSV files are UTF-8); re-save it as UTF-8",
                      path=path, line=line)
-
-
-def _parser_line(exc: Exception) -> int | None:
-    m = re.search(r"line (\d+)", str(exc))
-    return int(m.group(1)) if m else None
-
-
-def _parser_detail(exc: Exception) -> str:
-    return str(exc).replace("Error tokenizing data. C error: ", "").strip()
-
-
-class _DoubleColonToTab(io.RawIOBase):
-    """Stream a ``::``-separated file as tab-separated bytes, for pandas' C parser."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self._carry = b""
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:  # type: ignore[override]
-        while not len(self._pending):
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                if not self._carry:
-                    return 0
-                data, self._carry = self._carry, b""
-            else:
-                data = self._carry + chunk
-                # hold back trailing colons: a '::' may straddle two chunks
-                cut = len(data.rstrip(b":"))
-                data, self._carry = data[:cut], data[cut:]
-            self._pending = memoryview(data.replace(b"::", b"\t"))
-        n = min(len(buf), len(self._pending))
-        buf[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-

@@ -22,7 +22,8 @@ the tree, e.g. ``git archive HEAD | tar -x -C /tmp/snap``, so that edits made me
 not reach the server under test). With ``--url`` give the server's ``--pid`` for
 memory and ``--runs-dir`` (its store gives the queue waits). Browser and server share this
 machine's cores, so response times include chromium's own load (reported separately: the
-browser's CPU seconds).
+browser's CPU seconds). The server, chromium and page helpers are the browser tests' own
+(``tests/browser_support.py``).
 """
 
 from __future__ import annotations
@@ -30,64 +31,35 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-renderer-backgrounding",
-                 "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
-SHARED_DATA = Path(os.environ.get("MFSTUDIO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+if str(ROOT) not in sys.path:  # run as a script: python benchmarks/classroom.py
+    sys.path.insert(0, str(ROOT))
+
+from tests.browser_support import (  # noqa: E402
+    CHROMIUM_MISSING, SHARED_DATA, ServerDidNotStart, app_env, have_chromium, launch_chromium, metric, open_app,
+    set_input, shot, sidebar_link, start_server,
+)
+
+# Keep every tab drawing at full speed although only one of N is ever in front.
+EXTRA_CHROMIUM_ARGS = ("--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+                       "--disable-backgrounding-occluded-windows")
 TICKS = os.sysconf("SC_CLK_TCK")
 WAIT_MS = [600_000]  # how long one page may take to show something (--wait)
 
 
 # ---------------------------------------------------------------------------- the server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def start_server(runs_dir: Path, log_path: Path, app_dir: Path = ROOT) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "MFSTUDIO_RUNS_DIR": str(runs_dir), "MFSTUDIO_DATA_DIR": str(SHARED_DATA),
-           "MFSTUDIO_DOWNLOAD_BASE": "http://127.0.0.1:9"}
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
-         str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while not healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the server did not start; see {log_path}")
-        time.sleep(0.2)
-    return proc, url
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, MB (VmRSS)."""
     try:
@@ -154,30 +126,19 @@ class Session:
     """clicks that had to be repeated (lost on a saturated machine)"""
 
 
-def epoch_visible(page) -> None:
-    page.locator('[data-testid="stMetric"]').filter(has_text="Epoch").first.wait_for(state="visible", timeout=WAIT_MS[0])
+def epoch_visible(page, timeout_ms: float | None = None) -> None:
+    """Wait for the live view's Epoch figure (default: ``--wait``)."""
+    metric(page, "Epoch").first.wait_for(state="visible", timeout=WAIT_MS[0] if timeout_ms is None else timeout_ms)
 
 
 def open_train(session: Session, url: str) -> None:
-    # Through the front door and the sidebar, like a student. (A deep link to /train as the
-    # first request after the server starts gets Streamlit's old pages/ folder navigation.)
+    # Through the front door and the sidebar, like a student.
     t0 = time.perf_counter()
-    session.page.goto(url)
-    session.page.wait_for_selector('h1:has-text("Data")', timeout=WAIT_MS[0])
-    session.page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Train", exact=True).click()
+    open_app(session.page, url, timeout_ms=WAIT_MS[0])
+    sidebar_link(session.page, "Train").click()
     session.page.wait_for_selector('h1:has-text("Train")', timeout=WAIT_MS[0])
     session.page.locator("input[aria-label='Epochs']").wait_for(timeout=WAIT_MS[0])
     session.load_ms = (time.perf_counter() - t0) * 1000
-
-
-def set_field(page, label: str, value: str) -> None:
-    box = page.locator(f"input[aria-label='{label}']")
-    box.fill(value)
-    box.press("Enter")
-    page.wait_for_function(
-        "([l, v]) => document.querySelector(`input[aria-label='${l}']`).value === v", arg=[label, value],
-        timeout=WAIT_MS[0],
-    )
 
 
 def click_until(link, shown: Callable[[float], None], retry_s: float = 60.0) -> int:
@@ -204,7 +165,6 @@ def click_until(link, shown: Callable[[float], None], retry_s: float = 60.0) -> 
 def navigate(session: Session, active: Callable[[], int]) -> None:
     """Train -> Runs -> Train, timing each click until the new page's content shows."""
     page = session.page
-    nav = page.locator('[data-testid="stSidebarNav"]')
 
     def runs_shown(ms: float) -> None:
         page.wait_for_selector('h1:has-text("Runs")', timeout=ms)
@@ -212,14 +172,25 @@ def navigate(session: Session, active: Callable[[], int]) -> None:
 
     def train_shown(ms: float) -> None:
         page.wait_for_selector('h1:has-text("Train")', timeout=ms)
-        page.locator('[data-testid="stMetric"]').filter(has_text="Epoch").first.wait_for(state="visible", timeout=ms)
+        epoch_visible(page, ms)
 
     for name, shown in (("runs", runs_shown), ("train", train_shown)):
         busy = active()
         t0 = time.perf_counter()
-        retries = click_until(nav.get_by_role("link", name=name.title(), exact=True), shown)
+        retries = click_until(sidebar_link(page, name.title()), shown)
         session.nav.append((name, (time.perf_counter() - t0) * 1000, busy))
         session.retries += retries
+
+
+@contextmanager
+def screenshot_on_failure(session: Session, folder: Path, name: str, what: str) -> Iterator[None]:
+    """If the block raises, save the session's page as ``folder/name-INDEX.png``, say so, re-raise."""
+    try:
+        yield
+    except Exception:
+        path = shot(session.page, folder, f"{name}-{session.index}")
+        print(f"session {session.index}: {what}; screenshot {path}", file=sys.stderr)
+        raise
 
 
 def store_rows(runs_dir: Path) -> dict[str, tuple[float, float, float, str]]:
@@ -272,20 +243,24 @@ def main() -> None:
     parser.add_argument("--wait", type=float, default=600, help="seconds one page may take to show something")
     args = parser.parse_args()
     WAIT_MS[0] = int(args.wait * 1000)
-    if not Path(CHROMIUM).is_file():
-        raise SystemExit(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    if not have_chromium():
+        raise SystemExit(CHROMIUM_MISSING)
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="mfstudio-classroom-"))
-    proc = None
+    server = None
     if args.url:
         if args.runs_dir is None:
             parser.error("--url needs --runs-dir (the server's MFSTUDIO_RUNS_DIR): queue waits come from its store")
         url, pid, runs_dir = args.url.rstrip("/"), args.pid, args.runs_dir
     else:
         runs_dir = tmp / "runs"
-        proc, url = start_server(runs_dir, tmp / "server.log", args.app_dir.resolve())
-        pid = proc.pid
+        try:
+            server = start_server(app_env(runs_dir, SHARED_DATA), tmp / "server.log", args.app_dir.resolve(),
+                                  timeout_s=90)
+        except ServerDidNotStart as e:
+            raise SystemExit(str(e)) from None
+        url, pid = server.url, server.proc.pid
     width, height = (int(v) for v in args.viewport.split("x"))
     sampler = Sampler(pid) if pid else None
     cpu0 = cpu_seconds(pid) if pid else float("nan")
@@ -294,7 +269,7 @@ def main() -> None:
     print(f"server {url} (pid {pid}), {args.sessions} sessions, {args.epochs} epochs each, {os.cpu_count()} cores")
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch_chromium(p, EXTRA_CHROMIUM_ARGS)
             sessions: list[Session] = []
             for i in range(args.sessions):
                 page = browser.new_context(viewport={"width": width, "height": height}).new_page()
@@ -307,8 +282,8 @@ def main() -> None:
                 open_train(s, url)
             print(f"opened {len(sessions)} Train pages in {time.perf_counter() - t_open:.1f} s")
             for s in sessions:
-                set_field(s.page, "Epochs", str(args.epochs))
-                set_field(s.page, "Run label", s.label)
+                set_input(s.page, "Epochs", args.epochs, timeout_ms=WAIT_MS[0])
+                set_input(s.page, "Run label", s.label, timeout_ms=WAIT_MS[0])
             # Everyone presses Launch within a moment.
             labels = {x.label for x in sessions}
             active = lambda: count_active(runs_dir, labels)  # noqa: E731
@@ -316,26 +291,16 @@ def main() -> None:
             for x in sessions:
                 x.page.get_by_role("button", name="Launch").click()
             for x in sessions:
-                try:
+                with screenshot_on_failure(x, tmp, "failed-launch", "no live view after Launch"):
                     epoch_visible(x.page)
-                except Exception:
-                    shot = tmp / f"failed-launch-{x.index}.png"
-                    x.page.screenshot(path=str(shot))
-                    print(f"session {x.index}: no live view after Launch; screenshot {shot}", file=sys.stderr)
-                    raise
             print(f"all {len(sessions)} live views shown {time.perf_counter() - t_launch:.1f} s after the first click")
             frames0 = sum(x.frames for x in sessions)
             t_frames = time.perf_counter()
             # While runs queue and train: each session in turn navigates Train -> Runs -> Train.
             for _ in range(args.rounds):
                 for x in sessions:
-                    try:
+                    with screenshot_on_failure(x, tmp, "failed-session", "navigation failed"):
                         navigate(x, active)
-                    except Exception:
-                        shot = tmp / f"failed-session-{x.index}.png"
-                        x.page.screenshot(path=str(shot))
-                        print(f"session {x.index}: navigation failed; screenshot {shot}", file=sys.stderr)
-                        raise
             frames_rate = (sum(x.frames for x in sessions) - frames0) / (time.perf_counter() - t_frames)
             deadline = time.perf_counter() + args.timeout
             while active() and time.perf_counter() < deadline:
@@ -347,12 +312,8 @@ def main() -> None:
         if sampler:
             sampler.stop()
         cpu1 = cpu_seconds(pid) if pid else float("nan")
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if server is not None:
+            server.stop(timeout_s=30)
 
     rows = store_rows(runs_dir)
     first = min((r[0] for r in rows.values()), default=float("nan"))
@@ -389,7 +350,7 @@ def main() -> None:
         print(f"{'server RSS':<34} start {rss[0]:.0f} MB   peak {max(rss):.0f} MB   end {rss[-1]:.0f} MB")
         print(f"{'server CPU':<34} {cpu1 - cpu0:.1f} s over {len(sampler.samples) * 0.25:.0f} s of wall time")
     print(f"{'browser CPU (driver + chromium)':<34} {browser_cpu:.1f} s")
-    if proc is not None and not any(tmp.glob("failed-*")):
+    if server is not None and not any(tmp.glob("failed-*")):
         shutil.rmtree(tmp, ignore_errors=True)
 
 

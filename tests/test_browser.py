@@ -1,33 +1,30 @@
 """Real-browser smoke test: ``streamlit run app.py`` driven by Debian's chromium (Playwright).
 
+Open a page by its URL as the fresh server's first request and get the router's navigation.
 Launch a run on the synthetic data, watch its chart gain points, leave the page and come
 back while it trains, see the live redraws stop once it has finished, stop a second run,
 and never see a Streamlit error box. Screenshots go to ``$MFSTUDIO_ARTIFACTS`` or
 ``artifacts/browser`` (git-ignored); the path is printed.
 
-This test fails (it does not skip) when chromium is missing: ``scripts/test.sh`` installs
-it with apt-get. Never ``playwright install``. All waits are Playwright's own.
+These tests fail (they do not skip) when chromium is missing: ``scripts/test.sh`` installs
+it with apt-get. Never ``playwright install``. All waits on the page are Playwright's own.
+The server, browser and page helpers live in ``tests/browser_support.py``.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.browser_support import (
+    ROOT, SHARED_DATA, app_env, chromium_for_test, goto_page, metric, new_page, no_error_boxes, open_app,
+    serve_for_test, set_input, settle, shot,
+)
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-SHARED_DATA = Path(os.environ.get("MFSTUDIO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ARTIFACTS = Path(os.environ.get("MFSTUDIO_ARTIFACTS", ROOT / "artifacts")) / "browser"
 
 # Points of the learning curve's "test RMSE" trace, read from the plotly graph in the page.
@@ -41,110 +38,16 @@ POINTS_JS = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-CHROMIUM_MISSING = (f"{CHROMIUM} is missing; install Debian's chromium (apt-get install -y chromium) "
-                    "or run scripts/test.sh, which does")
-
-
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file():
-        yield None  # the test itself fails (a FAILED test, not a skip or a fixture error)
-        return
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from chromium_for_test()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser):
     """The app on a free port of 127.0.0.1 with its own runs folder."""
-    if browser is None:
-        yield None
-        return
     tmp = tmp_path_factory.mktemp("browser")
-    port = free_port()
-    env = {
-        **os.environ,
-        "MFSTUDIO_RUNS_DIR": str(tmp / "runs"),
-        "MFSTUDIO_DATA_DIR": str(SHARED_DATA),
-        "MFSTUDIO_CACHE": str(tmp / "cache"),
-        "MFSTUDIO_DOWNLOAD_BASE": "http://127.0.0.1:9",
-    }
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    waiter = browser.new_page()
-    try:
-        for _ in range(300):  # up to ~60 s for the server to come up
-            if healthy(url) or proc.poll() is not None:
-                break
-            waiter.wait_for_timeout(200)
-        waiter.close()
-        if not healthy(url):
-            pytest.fail(f"streamlit did not start (exit {proc.poll()}); log:\n{(tmp / 'server.log').read_text()[-3000:]}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        print(f"\nserver log: {tmp / 'server.log'}")
-
-
-def no_error_boxes(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').all_inner_texts()
-    errors = page.locator('[data-testid="stAlertContentError"]')
-    assert errors.count() == 0, errors.all_inner_texts()
-
-
-def metric(page, label: str):
-    return page.locator('[data-testid="stMetric"]').filter(has_text=label).locator('[data-testid="stMetricValue"]')
-
-
-def set_number(page, label: str, value: int) -> None:
-    box = page.locator(f"input[aria-label='{label}']")
-    box.fill(str(value))
-    box.press("Enter")
-    page.wait_for_function(
-        "([label, value]) => document.querySelector(`input[aria-label='${label}']`).value === String(value)",
-        arg=[label, value],
-    )
-
-
-def set_text(page, label: str, text: str) -> None:
-    box = page.get_by_role("textbox", name=label, exact=True)
-    box.fill(text)
-    box.press("Enter")
-    expect_value = text.replace("'", "\\'")
-    page.wait_for_function(f"() => document.querySelector(`input[aria-label='{label}']`).value === '{expect_value}'")
-
-
-def goto_page(page, name: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name, exact=True).click()
-    page.wait_for_selector(f'h1:has-text("{name}")')
+    yield from serve_for_test(browser, app_env(tmp / "runs", SHARED_DATA, tmp / "cache"), tmp / "server.log")
 
 
 def scroll_to_chart(page) -> None:
@@ -154,23 +57,43 @@ def scroll_to_chart(page) -> None:
     page.evaluate("() => document.querySelector('[data-testid=\"stPlotlyChart\"]')?.scrollIntoView({block: 'center'})")
 
 
-def shot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
+PAGES_OPENED: list[str] = []  # pages this module's tests opened, in order
+
+
+def test_a_page_url_opened_first_runs_under_the_router(server, browser):
+    """/train as the server's very first request gets app.py's navigation and page config,
+    not Streamlit's pages/ folder navigation (file names, no sections, no session defaults).
+
+    Runs before the other test of this module (pytest keeps a file's order): only the first
+    request on a fresh server shows the problem.
+    """
+    page = new_page(browser, viewport={"width": 1400, "height": 1000})  # fails when chromium is missing
+    from playwright.sync_api import expect
+
+    assert not PAGES_OPENED, f"the server already served {PAGES_OPENED}: this check needs a fresh server"
+    PAGES_OPENED.append("/train")
+    page.goto(f"{server}/train")
+    page.wait_for_selector('h1:has-text("Train")', timeout=60_000)
+    settle(page, timeout_ms=60_000)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    # The two sections, in order (each header also holds its expand icon's name).
+    expect(nav.locator('[data-testid="stNavSectionHeader"]')).to_contain_text(["Workflow", "Inspect"])
+    expect(nav.get_by_role("link", name="Train", exact=True)).to_be_visible()
+    expect(nav.get_by_role("link", name="app", exact=True)).to_have_count(0)  # the pages/ folder's entry page
+    expect(page).to_have_title("MF Studio")  # app.py's st.set_page_config ran
+    shot(page, ARTIFACTS, "0-train-opened-by-url")
+    no_error_boxes(page, "/train opened first")
+    page.close()
 
 
 def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
-    if browser is None:
-        pytest.fail(CHROMIUM_MISSING)
+    page = new_page(browser, viewport={"width": 1400, "height": 1000})  # fails when chromium is missing
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    PAGES_OPENED.append("/")
     sent: list[int] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(1)))
-    page.goto(server)
-    page.wait_for_selector('h1:has-text("Data")', timeout=60_000)
+    open_app(page, server, timeout_ms=60_000)
     goto_page(page, "Train")
 
     # D2L preset (Adam, batch 512) for 40 epochs: long enough (~30 s) that we see it grow.
@@ -178,8 +101,8 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     # The preset's info box (the button's tooltip, when the mouse still hovers it, says the same).
     preset_info = page.locator('[data-testid="stAlert"]').filter(has_text="Reference: the book reports")
     expect(preset_info).to_be_visible(timeout=15_000)
-    set_number(page, "Epochs", 40)
-    set_text(page, "Run label", "browser run")
+    set_input(page, "Epochs", 40)
+    set_input(page, "Run label", "browser run")
     page.get_by_role("button", name="Launch").click()
 
     expect(metric(page, "Epoch")).to_be_visible(timeout=30_000)
@@ -188,7 +111,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     epoch_text = metric(page, "Epoch").inner_text()
     scroll_to_chart(page)
     print(f"\nscreenshots: {ARTIFACTS}")
-    shot(page, "1-train-running")
+    shot(page, ARTIFACTS, "1-train-running")
     # The chart gains points while we only wait: the live fragment redraws by itself.
     page.wait_for_function(f"({POINTS_JS})() > {first}", timeout=60_000)
     assert metric(page, "Epoch").inner_text() != epoch_text or page.evaluate(POINTS_JS) > first
@@ -197,7 +120,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     # Leave the page while it trains and come back: the run went on without us.
     goto_page(page, "Runs")
     expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible(timeout=30_000)
-    shot(page, "2-runs-while-training")
+    shot(page, ARTIFACTS, "2-runs-while-training")
     no_error_boxes(page)
     goto_page(page, "Train")
     expect(metric(page, "Epoch")).to_be_visible(timeout=30_000)
@@ -205,7 +128,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     expect(metric(page, "Epoch")).to_have_text("40/40")
     assert page.evaluate(POINTS_JS) == 40
     scroll_to_chart(page)
-    shot(page, "3-train-finished")
+    shot(page, ARTIFACTS, "3-train-finished")
 
     # Finished: the fragment's timer is off, so the browser stops asking for redraws.
     page.wait_for_timeout(1_500)
@@ -216,8 +139,8 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     no_error_boxes(page)
 
     # A second, long run, stopped from the page.
-    set_number(page, "Epochs", 300)
-    set_text(page, "Run label", "to be stopped")
+    set_input(page, "Epochs", 300)
+    set_input(page, "Run label", "to be stopped")
     page.get_by_role("button", name="Launch").click()
     stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible(timeout=30_000)
@@ -227,7 +150,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     page.wait_for_timeout(5_000)
     refreshes = len(sent) - before
     if refreshes < 2:
-        shot(page, "failure-no-refresh")
+        shot(page, ARTIFACTS, "failure-no-refresh")
     assert refreshes >= 2, (
         "the live view did not refresh while the run was going: "
         + " | ".join(page.locator('[data-testid="stHeading"], [data-testid="stAlert"]').all_inner_texts())
@@ -242,12 +165,12 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     done = int(metric(page, "Epoch").inner_text().split("/")[0])
     assert 1 <= done < 300
     scroll_to_chart(page)
-    shot(page, "4-train-stopped")
+    shot(page, ARTIFACTS, "4-train-stopped")
     no_error_boxes(page)
 
     goto_page(page, "Runs")
     table = page.locator('[data-testid="stDataFrame"]').first
     expect(table).to_be_visible(timeout=30_000)
-    shot(page, "5-runs")
+    shot(page, ARTIFACTS, "5-runs")
     no_error_boxes(page)
     page.close()

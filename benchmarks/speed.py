@@ -20,7 +20,9 @@ split (seed 0), trains, and reports its per-epoch curve and its peak resident me
 
 Trainers: ``default`` (the tuned default preset), ``sgd`` (the same hyperparameters
 without implicit feedback: the per-rating numba kernel; on the synthetic shapes with
-lr 0.02 and classic L2 0.02, which suit their low noise), ``als``, ``adam-8k`` (autograd
+lr 0.02 and classic L2 0.02, which suit their low noise), ``sgd-twin`` (the same run
+through per-rating SGD's GPU path, the torch twin that applies ``--twin-chunk`` ratings per
+step, forced onto the CPU: what the GPU's chunking costs in quality), ``als``, ``adam-8k`` (autograd
 Adam on index batches of 8,192), ``tutorial`` (the reference every tutorial uses: a
 torch DataLoader over (user, item, rating) rows, batch 512, Adam, autograd; written
 here), and ``surprise`` (scikit-surprise SVD, 100 factors, 40 epochs, lr 0.01, reg 0.1)
@@ -52,11 +54,12 @@ DATASETS = {
     "ml-1m-shape": ("ml-1m", 0.340, "about what the tutorial loop reaches in 3 epochs (0.338)"),
     "ml-25m-shape": ("ml-25m", 0.600, "what 5 per-rating SGD epochs reach here (0.594)"),
 }
-TRAINERS = ["default", "sgd", "als", "adam-8k", "tutorial", "surprise"]
+TRAINERS = ["default", "sgd", "sgd-twin", "als", "adam-8k", "tutorial", "surprise"]
 # epochs per trainer: (real data, ml-1m shape, ml-25m shape); None = the preset's
 EPOCHS = {
     "default": (None, 20, 5),
     "sgd": (None, 20, 5),
+    "sgd-twin": (None, 20, 5),
     "als": (15, 10, 5),
     "adam-8k": (30, 20, 4),
     "tutorial": (20, 5, 1),
@@ -109,6 +112,8 @@ def _configs(trainer: str, dataset: str, epochs: int | None):
     model = replace(preset.model, n_factors=32) if synthetic else preset.model
     col = 0 if not synthetic else (1 if dataset == "ml-1m-shape" else 2)
     n_epochs = epochs or EPOCHS[trainer][col]
+    if trainer == "sgd-twin":
+        trainer = "sgd"
     if trainer in ("default", "sgd"):
         train = preset.train
         if trainer == "sgd" and getattr(train, "implicit_feedback", False):
@@ -130,9 +135,27 @@ def _configs(trainer: str, dataset: str, epochs: int | None):
     return model, n_epochs
 
 
-def _child_ours(trainer: str, data, split, dataset: str, epochs: int | None, threads: int, budget: float) -> dict:
+def _use_device_twin(chunk: int) -> None:
+    """Make per-rating SGD take its GPU path (the torch twin, ``chunk`` ratings per step) on
+    the CPU, to measure what the GPU's chunked updates cost in quality."""
+    from mfcore.training import steppers
+
+    init = steppers.PerRatingSGDStepper.__init__
+
+    def twin_init(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        self.on_cpu, self.blocks, self.chunk_size = False, None, chunk
+
+    steppers.PerRatingSGDStepper.__init__ = twin_init
+
+
+def _child_ours(trainer: str, data, split, dataset: str, epochs: int | None, threads: int, budget: float,
+                twin_chunk: int = 4096) -> dict:
     from mfcore.config import RuntimeOptions
     from mfcore.training.trainer import Trainer
+
+    if trainer == "sgd-twin":
+        _use_device_twin(twin_chunk)
 
     model, train = _configs(trainer, dataset, epochs)
     runner = Trainer(data, split, model, train, RuntimeOptions(cpu_threads=threads, keep_snapshots=False))
@@ -271,7 +294,8 @@ def child(spec: dict) -> dict:
     elif trainer == "surprise":
         result.update(_child_surprise(data, split, spec["dataset"], epochs))
     else:
-        result.update(_child_ours(trainer, data, split, spec["dataset"], epochs, spec.get("threads", 0), budget))
+        result.update(_child_ours(trainer, data, split, spec["dataset"], epochs, spec.get("threads", 0), budget,
+                                  spec.get("twin_chunk", 4096)))
     result["peak_gb"] = _rss_gb()[1]
     result["loadavg_end"] = os.getloadavg()[0]
     return result
@@ -349,6 +373,34 @@ def _print_row(r: dict) -> None:
           f"{_fmt(r.get('data_gb'), '7.2f'):>7} {_fmt(r.get('peak_gb'), '7.2f'):>7}  {r.get('note', '')}", flush=True)
 
 
+CURVE_TIMES = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def curve_at(curve: list[dict], t: float) -> float | None:
+    """Test RMSE of the last epoch finished within ``t`` seconds of training (None before the first)."""
+    elapsed, rmse = 0.0, None
+    for c in curve:
+        elapsed += c["seconds"]
+        if elapsed > t:
+            break
+        rmse = c["rmse"]
+    return rmse
+
+
+def print_curves(rows: list[dict]) -> None:
+    """Time-to-RMSE curves: per dataset, each trainer's test RMSE after t seconds of training."""
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset and r.get("curve")]
+        if not mine:
+            continue
+        longest = max(sum(c["seconds"] for c in r["curve"]) for r in mine)
+        times = [t for t in CURVE_TIMES if t <= 2 * longest]
+        print(f"\n# {dataset}: test RMSE after t seconds of training (- = no epoch finished yet)")
+        print(f"{'trainer':<9} " + " ".join(f"{t:>7g}s" for t in times))
+        for r in mine:
+            print(f"{r['trainer']:<9} " + " ".join(f"{_fmt(curve_at(r['curve'], t), '8.4f'):>8}" for t in times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, from {', '.join(DATASETS)}")
@@ -358,6 +410,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the engine's default)")
     parser.add_argument("--budget-s", type=float, default=300.0,
                         help="a run stops after the epoch that passes this much training time")
+    parser.add_argument("--twin-chunk", type=int, default=4096,
+                        help="ratings per step of the sgd-twin trainer (per-rating SGD's GPU path, run on the CPU)")
     parser.add_argument("--json-out", help="write all rows (with their curves) as JSON here")
     parser.add_argument("--from-json", help="reprint the table of an earlier --json-out file (current targets)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -374,6 +428,7 @@ def main() -> None:
                 r["target"] = DATASETS[r["dataset"]][1]
                 r.update(summarise(r, r["target"]))
             _print_row(r)
+        print_curves(saved["rows"])
         return
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -395,7 +450,7 @@ def main() -> None:
             if trainer == "surprise" and not has_surprise:
                 continue
             spec = {"dataset": dataset, "trainer": trainer, "data_dir": args.data_dir, "epochs": args.epochs,
-                    "threads": args.threads, "budget_s": args.budget_s}
+                    "threads": args.threads, "budget_s": args.budget_s, "twin_chunk": args.twin_chunk}
             if trainer == "surprise" and dataset == "ml-25m-shape" and args.epochs is None:
                 print(f"{dataset:<16} {trainer:<9} skipped: 40 epochs of Surprise on 25M ratings take about an hour "
                       f"(pass --epochs to force a shorter run)", flush=True)
@@ -406,6 +461,7 @@ def main() -> None:
                 r.update(summarise(r, target))
             rows.append(r)
             _print_row(r)
+    print_curves(rows)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                    "cores": os.cpu_count(), "rows": rows}, indent=1))

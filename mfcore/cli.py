@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--factors", type=int, dest="n_factors")
     t.add_argument("--epochs", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, sparse_adam")
+    t.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, sparse_adam, als")
     t.add_argument("--batch-size", type=int, help="ratings per step; 1 = classic per-rating SGD; 0 = full batch")
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--l2", type=float, help="L2 penalty on the factor rows each rating touches")

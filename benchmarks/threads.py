@@ -2,10 +2,12 @@
 
     python benchmarks/threads.py [--ratings 300000] [--repeats 3]
 
-Times one epoch of the autograd trainer (Adam, batch 8192) and of ALS with 1 and 2
-torch threads, first on a quiet machine, then while another process keeps one core
-busy (as the web server or a second job does). Prints a table of median seconds.
-The engine's default (mfcore.device.default_cpu_threads) follows from it.
+Times one epoch of the autograd trainer (Adam, batch 8192), of ALS, and of per-rating
+SGD on its cache-blocked multi-thread schedule (``sgd``: 5M ratings of 60,000 x 20,000,
+above the 4M threshold) with 1 and 2 threads, first on a quiet machine, then while
+another process keeps one core busy (as the web server or a second job does). Prints a
+table of median seconds (the fastest epoch of each run). The engine's default
+(mfcore.device.default_cpu_threads) follows from it.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from mfcore.config import ModelConfig, TrainConfig, RuntimeOptions
 from mfcore.data.synthetic import make_synthetic
 from mfcore.data.splits import make_split
 from mfcore.training.trainer import Trainer
-data = make_synthetic(n_users=3000, n_items=2000, n_ratings=int(sys.argv[2]), rank=8, seed=0)
+if sys.argv[3] == "sgd":
+    data = make_synthetic(n_users=60000, n_items=20000, n_ratings=5_000_000, rank=8, seed=0)
+else:
+    data = make_synthetic(n_users=3000, n_items=2000, n_ratings=int(sys.argv[2]), rank=8, seed=0)
 split = make_split(data, "random:0.1", 0)
 tc = {"adam": TrainConfig(optimizer="adam", lr=0.005, batch_size=8192, epochs=2, l2=0.01),
-      "als": TrainConfig(optimizer="als", epochs=2, l2=0.05)}[sys.argv[3]]
+      "als": TrainConfig(optimizer="als", epochs=2, l2=0.05),
+      "sgd": TrainConfig(optimizer="sgd", batch_size=1, lr=0.02, l2=0.02, epochs=3)}[sys.argv[3]]
 times = [e.seconds for e in Trainer(data, split, ModelConfig(n_factors=32), tc,
                                     RuntimeOptions(cpu_threads=int(sys.argv[1]))).run() if e.kind == "epoch"]
 print(min(times))
@@ -61,7 +67,7 @@ def main() -> None:
         if spinner:
             spinner.start()
         try:
-            for job in ("adam", "als"):
+            for job in ("adam", "als", "sgd"):
                 for threads in (1, 2):
                     runs = [_time(threads, args.ratings, job) for _ in range(args.repeats)]
                     print(f"{job:<6} {load:<6} {threads:>7} {statistics.median(runs):>17.3f}", flush=True)

@@ -135,7 +135,9 @@ class RuntimeOptions:
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps (see mfcore.device.resolve_device)."""
     cpu_threads: int = 0
-    """torch threads for CPU runs; 0 = the measured default (mfcore.device.default_cpu_threads)."""
+    """CPU threads of a run; 0 = the measured defaults: torch ops use one thread per job on a 2-core
+    machine (mfcore.device.default_cpu_threads), the compiled kernels every core from 4M ratings on
+    (mfcore.device.default_kernel_threads)."""
     progress_interval_s: float = 1.0
     """Emit an in-epoch progress event at most this often (seconds of work)."""
     keep_snapshots: bool | None = None

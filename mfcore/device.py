@@ -58,14 +58,15 @@ def resolve_device(requested: str | None = None) -> torch.device:
     return device
 
 
-def describe_device(device: torch.device) -> str:
-    """Human-readable name, e.g. ``"cuda:0 (NVIDIA H100 80GB HBM3)"`` or ``"cpu (1 thread)"``."""
+def describe_device(device: torch.device, threads: int | None = None) -> str:
+    """Human-readable name, e.g. ``"cuda:0 (NVIDIA H100 80GB HBM3)"`` or ``"cpu (1 thread)"``
+    (``threads``: the job's CPU threads, default torch's)."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     if device.type == "mps":
         return "mps (Apple GPU)"
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
 
 
@@ -86,6 +87,26 @@ def default_cpu_threads() -> int:
             raise DeviceError(f"{THREADS_ENV}={env!r} is not a whole number of threads") from None
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else min(8, cores // 2)
+
+
+KERNEL_THREADS_MIN_RATINGS = 4_000_001
+"""From this many training ratings on, the compiled kernels use every core by default
+(the per-rating SGD's cache-blocked schedule starts there too)."""
+
+
+def default_kernel_threads(n_ratings: int) -> int:
+    """Threads for the compiled CPU kernels of one job (blocked per-rating SGD, ALS).
+
+    Unlike torch's spinning OpenMP threads, these wait on futures. Measured with
+    ``benchmarks/threads.py`` on 2 cores, 5M ratings: 1 -> 2 threads took an SGD epoch
+    from 0.39 to 0.27 s on a quiet box and cost nothing with the other core busy (0.44 vs
+    0.43 s), where 2 torch threads ran Adam 3.8x slower. Below the threshold the tables fit
+    in cache and one thread is as fast (ALS at 300k ratings: 0.082 s vs 0.093 s), so small
+    jobs leave the other core to the web server. ``MFSTUDIO_CPU_THREADS`` overrides.
+    """
+    if os.environ.get(THREADS_ENV, "").strip() or n_ratings < KERNEL_THREADS_MIN_RATINGS:
+        return default_cpu_threads()
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def configure_cpu_threads(threads: int | None = None) -> int:

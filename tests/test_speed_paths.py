@@ -279,3 +279,39 @@ def test_compiled_als_equals_the_device_path(data_and_split, monkeypatch, mc, tc
     for k, v in compiled.model.state_dict().items():
         assert torch.allclose(v, torch_path.model.state_dict()[k], atol=2e-5), k
     assert compiled.history.train_loss == pytest.approx(torch_path.history.train_loss, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def test_compiled_kernels_use_every_core_only_on_large_data(monkeypatch):
+    from mfcore import device
+
+    monkeypatch.delenv("MFSTUDIO_CPU_THREADS", raising=False)
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 2)
+    assert device.default_kernel_threads(1_000_000) == 1  # small data: the other core stays free
+    assert device.default_kernel_threads(25_000_000) == 2
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 64)
+    assert device.default_kernel_threads(25_000_000) == 8
+    monkeypatch.setenv("MFSTUDIO_CPU_THREADS", "3")
+    assert device.default_kernel_threads(25_000_000) == 3
+
+
+@pytest.mark.parametrize("asked, expected", [(0, 2), (1, 1)])
+def test_a_large_run_gets_the_kernel_threads_unless_the_user_chose(data_and_split, monkeypatch, asked, expected):
+    from mfcore import device
+    from mfcore.training import steppers
+
+    data, split = data_and_split
+    monkeypatch.delenv("MFSTUDIO_CPU_THREADS", raising=False)
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device, "KERNEL_THREADS_MIN_RATINGS", 10)  # this small set counts as large
+    seen = []
+    make = steppers.make_stepper
+    monkeypatch.setattr("mfcore.training.trainer.make_stepper",
+                        lambda *a, threads=1, **k: seen.append(threads) or make(*a, threads=threads, **k))
+    tc = TrainConfig(optimizer="sgd", batch_size=1, epochs=1, lr=0.01)
+    events = list(Trainer(data, split, ModelConfig(n_factors=4), tc, RuntimeOptions(cpu_threads=asked)).run())
+    assert seen == [expected]
+    assert events[0].device == f"cpu ({expected} thread{'s' if expected > 1 else ''})"
+    assert torch.get_num_threads() == 1  # torch's own ops stay on one thread either way

@@ -45,7 +45,8 @@ EXTRA_HELP = {
     "output_range": "Only with output = sigmoid. Off = the data's rating scale widened by half a step "
                     "at the top (fastai's 0-5.5).",
     "device": "auto = CUDA if present, else Apple MPS, else the CPU (mfcore.device.resolve_device).",
-    "cpu_threads": "0 = the measured default: 1 thread per job on a 2-core machine.",
+    "cpu_threads": "0 = the measured default: 1 thread per job on a 2-core machine, every core for the "
+                   "compiled kernels on data over 4M ratings.",
     "keep_snapshots": "auto = the engine's choice (None).",
     "progress_interval_s": "The live chart's within-epoch points come from these events.",
     "label": "A name for this run in the runs list (optional).",

@@ -23,7 +23,7 @@ import torch
 from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, check_combination
 from mfcore.data.dataset import RatingData
 from mfcore.data.splits import Split
-from mfcore.device import configure_cpu_threads, describe_device, resolve_device
+from mfcore.device import configure_cpu_threads, default_kernel_threads, describe_device, resolve_device
 from mfcore.errors import DivergedError, MFError
 from mfcore.evaluation import evaluate
 from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
@@ -98,8 +98,10 @@ class Trainer:
         self._threads = 1
         try:
             if self.device.type == "cpu":
-                self._threads = configure_cpu_threads(self.runtime.cpu_threads)
-            device_name = describe_device(self.device)
+                torch_threads = configure_cpu_threads(self.runtime.cpu_threads)
+                chosen = self.runtime.cpu_threads is not None and self.runtime.cpu_threads > 0
+                self._threads = torch_threads if chosen else default_kernel_threads(int(self.split.n_train))
+            device_name = describe_device(self.device, self._threads if self.device.type == "cpu" else None)
             for event in self._run(device_name):
                 epoch = getattr(event, "epoch", epoch)
                 yield event

@@ -541,15 +541,14 @@ def draw_form() -> None:
             st.number_input("L2 (biases)", min_value=0.0, max_value=1e4, step=0.01, format="%g",
                             **_kept("l2_bias"), help=help_for("l2_bias"))
             field_error("l2_bias")
-        c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+        c1, c2 = st.columns(2)
         with c1:
             st.number_input("L2 growth with rating count (power)", min_value=0.0, max_value=1.0, step=0.05,
                             format="%g", **_kept("l2_count_power"), help=help_for("l2_count_power"))
             field_error("l2_count_power")
-        with c2:
+        with c2:  # the switch right above the number it enables
             st.checkbox("Implicit feedback", **_kept("implicit_feedback"), help=help_for("implicit_feedback"))
             field_error("implicit_feedback")
-        with c3:
             st.number_input("L2 (implicit)", min_value=0.0, max_value=1e4, step=0.1, format="%g",
                             **_kept("l2_implicit"), disabled=not ss.get(_k("implicit_feedback")),
                             help=help_for("l2_implicit"))

@@ -441,3 +441,20 @@ def test_the_form_keeps_its_values_when_the_user_visits_another_page():
     assert at.number_input(key="tf_epochs").value == 7
     assert at.text_input(key="tf_label").value == "my d2l run"
     assert at.selectbox(key="tf_optimizer").value == "adam"
+
+
+@pytest.mark.parametrize("spec, preset, warned", [
+    ("ml-25m", "d2l", True),  # Adam, batch 512
+    ("ml-25m", "default", False),  # per-rating SGD
+    ("ml-25m", "mf-advanced", True),
+    ("synthetic", "d2l", False),  # small tables: Adam is fine
+])
+def test_the_train_page_warns_before_a_dense_optimizer_on_large_tables(spec, preset, warned):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["dataset_spec"] = spec
+    at.run()
+    at.switch_page(TRAIN).run()
+    at.button(key=f"preset_{preset}").click().run()
+    assert not at.exception, at.exception
+    shown = any("updates every row" in w.value for w in at.warning)
+    assert shown is warned

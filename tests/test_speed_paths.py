@@ -315,3 +315,24 @@ def test_a_large_run_gets_the_kernel_threads_unless_the_user_chose(data_and_spli
     assert seen == [expected]
     assert events[0].device == f"cpu ({expected} thread{'s' if expected > 1 else ''})"
     assert torch.get_num_threads() == 1  # torch's own ops stay on one thread either way
+
+
+@pytest.mark.parametrize("changes, model_changes, dense", [
+    ({"optimizer": "adam", "batch_size": 8192}, {}, True),
+    ({"optimizer": "adamw", "batch_size": 512}, {}, True),
+    ({"optimizer": "sgd", "batch_size": 512, "momentum": 0.9}, {}, True),
+    ({"optimizer": "sgd", "batch_size": 1}, {"output": "sigmoid"}, False),  # autograd, sparse gradients
+    ({"optimizer": "sgd", "batch_size": 1}, {}, False),  # the per-rating kernel
+    ({"optimizer": "sparse_adam", "batch_size": 8192}, {}, False),
+    ({"optimizer": "adagrad", "batch_size": 8192}, {}, False),
+    ({"optimizer": "als"}, {}, False),
+])
+def test_updates_every_row_names_the_dense_optimizers(changes, model_changes, dense):
+    from mfcore.training.steppers import TorchOptimStepper, updates_every_row
+
+    tc = TrainConfig(**{"implicit_feedback": False, "l2": 0.0 if changes.get("optimizer") != "als" else 0.1,
+                        **changes})
+    mc = ModelConfig(**model_changes)
+    assert updates_every_row(mc, tc) is dense
+    if changes.get("optimizer") not in ("als",) and not (changes.get("batch_size") == 1 and not model_changes):
+        assert TorchOptimStepper.uses_sparse_updates(tc) is not dense

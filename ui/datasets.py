@@ -257,6 +257,19 @@ def describe_spec(spec: str) -> str:
     return path.name or spec
 
 
+def table_rows(spec: str) -> int | None:
+    """Users + items of a dataset spec, known without loading it (MovieLens' published counts,
+    the synthetic set's knobs); None for a file."""
+    if is_synthetic(spec):
+        try:
+            p = parse_synthetic_spec(spec)
+        except ConfigError:
+            return None
+        return int(p["n_users"]) + int(p["n_items"])
+    info = DATASETS.get(spec.strip().lower())
+    return info.users + info.items if info else None
+
+
 def item_word(stats: Mapping[str, Any]) -> str:
     """What the items of the data in ``stats`` are called: 'movie' (MovieLens) or 'item'."""
     return "movie" if stats.get("is_movielens") else "item"

@@ -16,7 +16,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from mfcore.config import TrainConfig
+from mfcore.config import ModelConfig, TrainConfig
 from mfcore.model import MFModel
 from mfcore.training.objective import batch_objective
 from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
@@ -114,16 +114,25 @@ def make_stepper(model: MFModel, config: TrainConfig, train: TrainTensors, threa
         from mfcore.training.implicit import ImplicitSGDStepper
 
         return ImplicitSGDStepper(model, config, train)
-    if (
-        config.optimizer == "sgd"
-        and config.batch_size == 1
-        and config.momentum == 0
-        and config.weight_decay == 0
-        and model.config.output == "linear"
-    ):
+    if _is_per_rating_sgd(model.config, config):
         return PerRatingSGDStepper(model, config, train, threads=threads)
     batch = len(train) if config.batch_size == 0 else config.batch_size
     return TorchOptimStepper(model, config, train, max(1, min(batch, len(train))))
+
+
+def _is_per_rating_sgd(model_config: ModelConfig, config: TrainConfig) -> bool:
+    return (config.optimizer == "sgd" and config.batch_size == 1 and config.momentum == 0
+            and config.weight_decay == 0 and model_config.output == "linear")
+
+
+def updates_every_row(model_config: ModelConfig, config: TrainConfig) -> bool:
+    """Whether each batch updates every row of both factor tables (a dense torch optimizer:
+    Adam, AdamW, or SGD/Adagrad with momentum or weight decay). Such a batch costs as much
+    as the tables, whatever its size: on ml-25m-shaped tables an Adam epoch took 199 s where
+    per-rating SGD took 1.4 s (benchmarks/NOTES.md, section 6)."""
+    if config.optimizer == "als" or config.implicit_feedback or _is_per_rating_sgd(model_config, config):
+        return False
+    return not TorchOptimStepper.uses_sparse_updates(config)
 
 
 class TorchOptimStepper(ChunkedStepper):
@@ -141,9 +150,7 @@ class TorchOptimStepper(ChunkedStepper):
         self.train = train
         self.chunk_size = batch_size
         name = config.optimizer
-        self.sparse = name == "sparse_adam" or (
-            name in ("sgd", "adagrad") and config.weight_decay == 0 and config.momentum == 0
-        )
+        self.sparse = self.uses_sparse_updates(config)
         table_params = [model.user_factors, model.item_factors]
         if model.config.use_bias:
             table_params += [model.user_bias, model.item_bias]
@@ -156,6 +163,13 @@ class TorchOptimStepper(ChunkedStepper):
                 self.optimizers.append(_make_optimizer(dense_name, dense_params, config))
         else:
             self.optimizers = [_make_optimizer(name, table_params + dense_params, config)]
+
+    @staticmethod
+    def uses_sparse_updates(config: TrainConfig) -> bool:
+        """Sparse gradients: only the rows a batch touches are updated."""
+        return config.optimizer == "sparse_adam" or (
+            config.optimizer in ("sgd", "adagrad") and config.weight_decay == 0 and config.momentum == 0
+        )
 
     def set_lr(self, lr: float) -> None:
         for opt in self.optimizers:

@@ -9,7 +9,6 @@ redraws that section only.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pandas as pd
@@ -22,13 +21,6 @@ from ui.selection import SelectedRun, selected_run
 HEATMAP_ROWS = (100, 200, 300, 500, 1000, 2000)
 ORDER_LABELS = {"popularity": "Popularity", "cluster": "Clusters (k-means)", "pc1": "First principal component"}
 
-
-def _stamp(sel: SelectedRun) -> float:
-    """The checkpoint's mtime: part of every cache key, so a newer checkpoint recomputes."""
-    try:
-        return os.path.getmtime(sel.snapshot.checkpoint_path)
-    except (OSError, TypeError):
-        return 0.0
 
 
 # ---------------------------------------------------------------------------- cached numbers
@@ -213,7 +205,7 @@ if sel is not None:
     cfg = sel.model.model_config
     st.caption(f"{sel.title} · {cfg.n_factors} factors · {'biased' if cfg.use_bias else 'plain'} MF · "
                f"{cfg.output} output · {sel.data.n_users:,} users × {sel.data.n_items:,} movies")
-    key = (sel.run_id, _stamp(sel))
+    key = (sel.run_id, sel.stamp)
     tables = _tables(*key, sel)
     # Lazy tabs: only the open one runs and is drawn, so each view sends two charts, not ten.
     tabs = st.tabs(list(VIEWS), key=VIEW_KEY, on_change="rerun")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -30,12 +29,6 @@ TSNE_DEFAULT_POINTS = 1_000  # t-SNE of 2,000 points took 47 s on a busy 2-core 
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 WHAT = {"movies": ("item_factors", charts.ITEM_COLOURS), "users": ("user_factors", charts.USER_COLOURS)}
 
-
-def _stamp(sel: SelectedRun) -> float:
-    try:
-        return os.path.getmtime(sel.snapshot.checkpoint_path)
-    except (OSError, TypeError):
-        return 0.0
 
 
 # ---------------------------------------------------------------------------- cached numbers
@@ -348,7 +341,7 @@ st.title("2D map")
 sel = selected_run()
 if sel is not None:
     st.caption(sel.title)
-    key = (sel.run_id, _stamp(sel))
+    key = (sel.run_id, sel.stamp)
     what, colour = controls(sel)
     st.fragment(the_map)(sel, key, what, colour)
     st.divider()

@@ -28,12 +28,6 @@ VIEW_KEY = "movie_view"  # the open tab's label
 PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "5000"))
 
 
-def _stamp(sel: SelectedRun) -> float:
-    try:
-        return os.path.getmtime(sel.snapshot.checkpoint_path)
-    except (OSError, TypeError):
-        return 0.0
-
 
 # ---------------------------------------------------------------------------- cached numbers
 @st.cache_resource(show_spinner="Listing the movies…", max_entries=6)
@@ -174,7 +168,7 @@ def page() -> None:
     if sel is None:
         return
     st.caption(sel.title)
-    key = (sel.run_id, _stamp(sel))
+    key = (sel.run_id, sel.stamp)
     table = _items(*key, sel)
     item = pick_movie(sel, table)
     if item is None:

@@ -9,7 +9,6 @@ and where their vector sits among the trained users on the users' PCA map.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -29,12 +28,6 @@ VERSION_KEY = "new_user_editor_version"  # {run id: int}; bumped to rebuild the 
 POPULAR_N = 50
 USERS_DRAWN = 20_000  # users drawn on the map (the PCA is fitted on all of them)
 
-
-def _stamp(sel: SelectedRun) -> float:
-    try:
-        return os.path.getmtime(sel.snapshot.checkpoint_path)
-    except (OSError, TypeError):
-        return 0.0
 
 
 # ---------------------------------------------------------------------------- cached numbers
@@ -238,18 +231,7 @@ def why(sel: SelectedRun, folded: foldin.FoldedUser, recs: pd.DataFrame) -> None
     steps = views.waterfall_steps(d, max_factors=max_f)
     st.plotly_chart(inspect_charts.prediction_waterfall(steps, f"You × {charts._short(labels[item], 60)}"),
                     key="new_user_waterfall")
-    parts = d["parts"]
-    factor_sum = sum(v for name, v in parts.items() if name.startswith("factor "))
-    terms = [parts[name] for name in ("global", "user bias", "item bias") if name in parts] + [factor_sum]
-    sum_text = f"{terms[0]:.3f} " + " ".join(f"{'−' if v < 0 else '+'} {abs(v):.3f}" for v in terms[1:])
-    formula = "g + b_you + b_i + Σ_f p_you,f·q_if" if "user bias" in parts else "g + Σ_f p_you,f·q_if"
-    lo, hi = d["rating_scale"]
-    lines = [f"**Raw sum** {formula} = {sum_text} = **{d['raw']:.4f}**."]
-    if d["output"] == "sigmoid":
-        a, b = d["output_range"]
-        lines.append(f"The output is a **sigmoid**: {a:g} + ({b:g} − {a:g})·σ({d['raw']:.3f}).")
-    if d["output"] != "sigmoid" and not lo <= d["raw"] <= hi:
-        lines.append(f"The raw sum is outside the rating scale, so the prediction is **clipped** to [{lo:g}, {hi:g}].")
+    lines = inspect_charts.decomposition_lines(d, "you")
     lines.append(f"**Prediction: {d['prediction']:.4f}**")
     st.markdown("  \n".join(lines))
     st.caption("Green bars push the prediction up, red ones down. A factor's bar is your value times the movie's "
@@ -276,7 +258,7 @@ st.title("Rate movies yourself")
 sel = selected_run()
 if sel is not None:
     st.caption(sel.title)
-    key = (sel.run_id, _stamp(sel))
+    key = (sel.run_id, sel.stamp)
     table = _items(*key, sel)
     step = _rating_step(*key, sel)
     ratings = _ratings(sel.run_id)

@@ -28,12 +28,6 @@ PICK_KEY = "user_page_source"
 PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "5000"))
 
 
-def _stamp(sel: SelectedRun) -> float:
-    try:
-        return os.path.getmtime(sel.snapshot.checkpoint_path)
-    except (OSError, TypeError):
-        return 0.0
-
 
 # ---------------------------------------------------------------------------- cached numbers
 @st.cache_resource(show_spinner="Re-making the run's train/test split…", max_entries=6)
@@ -192,20 +186,7 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
     title = sel.data.title_of(item)
     st.plotly_chart(charts.prediction_waterfall(steps, f"User {user} × {charts._short(title, 60)}"),
                     key="user_waterfall")
-    parts = d["parts"]
-    factor_sum = sum(v for name, v in parts.items() if name.startswith("factor "))
-    terms = [parts[name] for name in ("global", "user bias", "item bias") if name in parts] + [factor_sum]
-    sum_text = f"{terms[0]:.3f} " + " ".join(f"{'−' if v < 0 else '+'} {abs(v):.3f}" for v in terms[1:])
-    formula = "g + b_u + b_i + Σ_f p_uf·q_if" if "user bias" in parts else "g + Σ_f p_uf·q_if"
-    lo, hi = d["rating_scale"]
-    lines = [f"**Raw sum** {formula} = {sum_text} = **{d['raw']:.4f}**."]
-    if d["output"] == "sigmoid":
-        a, b = d["output_range"]
-        lines.append(f"The output is a **sigmoid**: {a:g} + ({b:g} − {a:g})·σ({d['raw']:.3f}) = "
-                     f"{a + (b - a) / (1 + np.exp(-d['raw'])):.4f}" + (f", then clipped to [{lo:g}, {hi:g}]"
-                     if not lo <= a + (b - a) / (1 + np.exp(-d['raw'])) <= hi else "") + ".")
-    elif not lo <= d["raw"] <= hi:
-        lines.append(f"The raw sum is outside the rating scale, so the prediction is **clipped** to [{lo:g}, {hi:g}].")
+    lines = charts.decomposition_lines(d, "u")
     lines.append(f"**Prediction: {d['prediction']:.4f}**" + (
         f" (they rated it {ratings.set_index('item').at[item, 'rating']:g})" if item in set(ratings["item"]) else ""))
     st.markdown("  \n".join(lines))
@@ -243,7 +224,7 @@ def page() -> None:
     user = pick_user(sel)
     if user is None:
         return
-    key = (sel.run_id, _stamp(sel))
+    key = (sel.run_id, sel.stamp)
     roles, note = _roles(*key, sel)
     ratings = _user(*key, user, sel, roles)
     profile(sel, user, ratings)

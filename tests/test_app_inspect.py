@@ -9,7 +9,6 @@ runs folder checks that every page then asks for a run to be trained first.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from pathlib import Path
@@ -20,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from mfcore.config import ModelConfig, TrainConfig
 from mfcore.runs.runner import RunRequest
-from ui import jobs
+from tests.app_support import app_runner, plotly_array as arr
+
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -31,12 +31,7 @@ EMBEDDINGS, USER, MOVIE = "pages/embeddings.py", "pages/user.py", "pages/movie.p
 def runs(tmp_path_factory, shared_data):
     """{"linear": run id, "sigmoid": run id}, trained into a module-wide runs folder."""
     folder = tmp_path_factory.mktemp("inspect") / "runs"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MFSTUDIO_RUNS_DIR", str(folder))
-        mp.setenv("MFSTUDIO_DATA_DIR", str(shared_data))
-        mp.setenv("MFSTUDIO_CACHE", str(folder.parent / "cache"))
-        mp.setenv("MFSTUDIO_DOWNLOAD_BASE", "http://127.0.0.1:9")
-        runner = jobs._runner_for(str(folder.resolve()))
+    with app_runner(folder, shared_data) as runner:
         ids = {}
         for name, model, train in (
             ("sigmoid", ModelConfig(n_factors=4, global_bias="learned", init="uniform", init_low=0.0, init_high=0.05,
@@ -48,7 +43,6 @@ def runs(tmp_path_factory, shared_data):
             snap = runner.wait(ids[name], timeout=120)
             assert snap.status == "finished", snap.message
         yield ids
-        runner.shutdown(wait=True)
 
 
 def open_page(page: str) -> AppTest:
@@ -66,13 +60,6 @@ def spec(at: AppTest, key_part: str) -> dict:
     raise AssertionError(f"no plotly chart with key {key_part!r}; ids {[c.proto.id for c in at.get('plotly_chart')]}")
 
 
-def arr(value) -> np.ndarray:
-    """A plotly JSON array: a list, or plotly's typed-array encoding {"dtype", "bdata", "shape"}."""
-    if isinstance(value, dict) and "bdata" in value:
-        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        return out.reshape([int(v) for v in str(shape).split(",")]) if shape else out
-    return np.asarray(value, dtype=object)
 
 
 # AppTest's dataframes carry no key: the tables on screen, in the order they are drawn, per view
@@ -337,3 +324,19 @@ def test_chart_builders_sample_large_scatters_and_split_the_output_step():
     fig = charts.prediction_waterfall(clipped, "t")
     assert len(fig.data) == 2 and list(fig.data[1].x) == ["raw sum", "clip to [1, 5]", "prediction"]
     assert list(fig.data[1].measure) == ["absolute", "relative", "total"]
+
+
+def test_the_decomposition_in_words_adds_up_and_says_what_the_output_did():
+    from ui import inspect_charts as charts
+
+    parts = {"global": 3.5, "user bias": 0.1, "item bias": -0.2, "factor 0": 1.0, "factor 1": 1.5}
+    linear = {"parts": parts, "raw": 5.9, "prediction": 5.0, "rating_scale": (1.0, 5.0), "output": "linear"}
+    lines = charts.decomposition_lines(linear, "u")
+    assert lines[0] == "**Raw sum** g + b_u + b_i + Σ_f p_uf·q_if = 3.500 + 0.100 − 0.200 + 2.500 = **5.9000**."
+    assert "clipped** to [1, 5]" in lines[1]
+    sigmoid = {**linear, "raw": 0.0, "output": "sigmoid", "output_range": (0.0, 5.5)}
+    lines = charts.decomposition_lines(sigmoid, "you")
+    assert lines[0].startswith("**Raw sum** g + b_you + b_i + Σ_f p_you,f·q_if")
+    assert lines[1] == "The output is a **sigmoid**: 0 + (5.5 − 0)·σ(0.000) = 2.7500."
+    plain = {**linear, "parts": {"global": 3.0, "factor 0": 1.0}, "raw": 4.0}
+    assert charts.decomposition_lines(plain) == ["**Raw sum** g + Σ_f p_uf·q_if = 3.000 + 1.000 = **4.0000**."]

@@ -9,7 +9,6 @@ on the synthetic data with its planted factors (for the planted-versus-learned v
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from pathlib import Path
@@ -29,7 +28,8 @@ from mfcore.inspect.projection import fit_pca, project, recovery_over_epochs
 from mfcore.model import MFModel
 from mfcore.recommender import TrainedModel
 from mfcore.runs.runner import RunRequest
-from ui import jobs, map_charts
+from tests.app_support import app_runner, plotly_array as arr
+from ui import map_charts
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -42,12 +42,7 @@ EPOCHS = 4
 def runs(tmp_path_factory, shared_data):
     """{"ml": (run id, model), "synthetic": (run id, model)} in a module-wide runs folder."""
     folder = tmp_path_factory.mktemp("map") / "runs"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MFSTUDIO_RUNS_DIR", str(folder))
-        mp.setenv("MFSTUDIO_DATA_DIR", str(shared_data))
-        mp.setenv("MFSTUDIO_CACHE", str(folder.parent / "cache"))
-        mp.setenv("MFSTUDIO_DOWNLOAD_BASE", "http://127.0.0.1:9")
-        runner = jobs._runner_for(str(folder.resolve()))
+    with app_runner(folder, shared_data) as runner:
         out = {}
         for name, spec, k in (("synthetic", "synthetic", 8), ("ml", "ml-100k", 8)):
             rid = runner.submit(RunRequest(spec, "random:0.1", 0, ModelConfig(n_factors=k),
@@ -56,7 +51,6 @@ def runs(tmp_path_factory, shared_data):
             assert snap.status == "finished", snap.message
             out[name] = (rid, runner.load_model(rid))
         yield out
-        runner.shutdown(wait=True)
 
 
 def open_page(page: str, run_id: str, **state) -> AppTest:
@@ -70,13 +64,6 @@ def open_page(page: str, run_id: str, **state) -> AppTest:
     return at
 
 
-def arr(value) -> np.ndarray:
-    """A plotly JSON array: a list, or plotly's typed-array encoding {"dtype", "bdata", "shape"}."""
-    if isinstance(value, dict) and "bdata" in value:
-        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        return out.reshape([int(v) for v in str(shape).split(",")]) if shape else out
-    return np.asarray(value, dtype=object)
 
 
 def spec(at: AppTest, key_part: str) -> dict:

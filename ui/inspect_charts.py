@@ -261,6 +261,28 @@ def _zoom(levels: list[float]) -> list[float]:
     return [lo - 0.25 * span, hi + 0.2 * span]
 
 
+def decomposition_lines(d: dict, user_symbol: str = "u") -> list[str]:
+    """The waterfall's sum in words (markdown lines): the raw sum term by term, then what the
+    output does to it (sigmoid, clipping). ``d`` is a decomposition from mfcore.inspect."""
+    parts = d["parts"]
+    factor_sum = sum(v for name, v in parts.items() if name.startswith("factor "))
+    terms = [parts[name] for name in ("global", "user bias", "item bias") if name in parts] + [factor_sum]
+    sum_text = f"{terms[0]:.3f} " + " ".join(f"{'−' if v < 0 else '+'} {abs(v):.3f}" for v in terms[1:])
+    u = user_symbol
+    dot = f"Σ_f p_{u}{',' if len(u) > 1 else ''}f·q_if"
+    formula = f"g + b_{u} + b_i + {dot}" if "user bias" in parts else f"g + {dot}"
+    lo, hi = d["rating_scale"]
+    lines = [f"**Raw sum** {formula} = {sum_text} = **{d['raw']:.4f}**."]
+    if d["output"] == "sigmoid":
+        a, b = d["output_range"]
+        squashed = a + (b - a) / (1 + math.exp(-d["raw"]))
+        clipped = "" if lo <= squashed <= hi else f", then clipped to [{lo:g}, {hi:g}]"
+        lines.append(f"The output is a **sigmoid**: {a:g} + ({b:g} − {a:g})·σ({d['raw']:.3f}) = {squashed:.4f}{clipped}.")
+    elif not lo <= d["raw"] <= hi:
+        lines.append(f"The raw sum is outside the rating scale, so the prediction is **clipped** to [{lo:g}, {hi:g}].")
+    return lines
+
+
 def prediction_waterfall(steps: pd.DataFrame, title: str) -> go.Figure:
     """The waterfall of :func:`mfcore.inspect.views.waterfall_steps`.
 

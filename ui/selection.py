@@ -26,6 +26,9 @@ class SelectedRun:
     snapshot: Any  # mfcore.runs.runner.RunSnapshot
     model: TrainedModel
     data: RatingData
+    stamp: float
+    """The checkpoint's mtime the model was loaded at: part of every page cache key, so a
+    running run's newer checkpoint recomputes (and the numbers match the model shown)."""
 
     @property
     def title(self) -> str:
@@ -73,11 +76,12 @@ def selected_run() -> SelectedRun | None:
     state.put(state.SELECTED_RUN, chosen)
     snap = next(s for s in runs if s.run_id == chosen)
     try:
-        model = _load_model(chosen, snap.checkpoint_path, os.path.getmtime(snap.checkpoint_path))
+        stamp = os.path.getmtime(snap.checkpoint_path)
+        model = _load_model(chosen, snap.checkpoint_path, stamp)
         data = load_data(snap.dataset)
     except (MFError, OSError) as exc:
         st.error(f"Run {chosen} cannot be inspected: {exc}")
         return None
     if snap.status in ("running", "queued"):
         st.sidebar.caption(f"Run is {snap.status}: showing its latest checkpoint (epoch {snap.epochs_done}).")
-    return SelectedRun(chosen, snap, model, data)
+    return SelectedRun(chosen, snap, model, data, stamp)

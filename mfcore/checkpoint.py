@@ -7,7 +7,10 @@ read back with ``weights_only=True``, so loading never runs pickled code.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,10 @@ from mfcore.recommender import TrainedModel
 
 FORMAT = "mfstudio-checkpoint"
 VERSION = 1
+TMP_SUFFIX = ".tmp"
+_STALE_SECONDS = 3600.0  # a temp file without a writer pid (older releases) counts as orphaned after this
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
 
 
 def from_trainer(trainer: Any, *, dataset: str = "", split: str = "") -> TrainedModel:
@@ -62,7 +69,9 @@ def save(trained: TrainedModel, path: str | Path) -> Path:
         "metrics": {k: float(v) for k, v in trained.metrics.items()},
         "snapshots": _snapshots_out(trained.snapshots),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    _clean_once(path.parent)
+    # the writer's pid is in the name, so a later process can tell an orphan (kill -9) from a live write
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         torch.save(payload, tmp)
@@ -140,3 +149,61 @@ def _snapshots_in(value: Any) -> list[dict[str, np.ndarray]]:
     keys = list(value)
     n = value[keys[0]].shape[0]
     return [{k: value[k][e].numpy() for k in keys} for e in range(n)]
+
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+_OLD_TMP_NAME = re.compile(r"^.+\.pt[A-Za-z0-9_]{8}\.tmp$")
+
+
+def clean_temporary_files(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of checkpoint writes that will never finish.
+
+    A write killed mid-way (kill -9, power loss) leaves its ``.tmp`` file behind; one whose
+    writer process is gone (or, for a name without a pid, older than an hour) is removed.
+    Call at start-up; :func:`save` also calls it once per folder and process. Returns the
+    files removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for entry in folder.iterdir():
+        if not entry.name.endswith(TMP_SUFFIX) or not entry.is_file():
+            continue
+        m = _TMP_NAME.match(entry.name)
+        if m is not None:
+            orphan = int(m.group("pid")) != os.getpid() and not _alive(int(m.group("pid")))
+        elif _OLD_TMP_NAME.match(entry.name):
+            try:
+                orphan = now - entry.stat().st_mtime > _STALE_SECONDS
+            except OSError:
+                continue
+        else:
+            continue
+        if orphan:
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _clean_once(folder: Path) -> None:
+    key = str(folder.resolve())
+    with _cleaned_lock:
+        if key in _cleaned:
+            return
+        _cleaned.add(key)
+    clean_temporary_files(folder)

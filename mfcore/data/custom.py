@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mfcore.data._readers import (
+    check_line_widths,
     check_text_head,
     drop_duplicate_pairs,
     iter_lines,
@@ -35,6 +37,7 @@ from mfcore.data._readers import (
 )
 from mfcore.data.dataset import RatingData, from_frame
 from mfcore.errors import DataError
+from mfcore.limits import EXCERPT_CHARS, excerpt, list_excerpt
 
 SEPARATORS = ("::", "\t", ",", ";", "|")
 ROLES = ("user", "item", "rating", "timestamp")
@@ -54,6 +57,7 @@ ITEM_ALIASES: dict[str, tuple[str, ...]] = {
 }
 _SNIFF_BYTES = 1 << 16
 _SNIFF_LINES = 50
+_CHUNK_ROWS = 1 << 20  # lines typed at a time: their text (~100 MB as Python objects) is the peak's extra
 
 
 @dataclass(frozen=True)
@@ -136,16 +140,13 @@ def load_ratings_file(
     if missing:
         raise DataError(
             f"cannot tell which column holds the {' and '.join(missing)}; the columns are "
-            f"{', '.join(preview.columns)}. Pass columns={{'user': ..., 'item': ..., "
+            f"{list_excerpt(preview.columns)}. Pass columns={{'user': ..., 'item': ..., "
             f"'rating': ...}} (recognised names: userId/user_id/user, movieId/itemId/item, "
             "rating/score, timestamp/time)", path=path,
         )
     roles = [r for r in ROLES if mapping.get(r)]
-    raw = _read_columns(path, preview, [preview.columns.index(mapping[r]) for r in roles], roles)
-    if raw.empty:
-        raise DataError("has a header but no ratings" if preview.has_header else "has no ratings",
-                        path=path)
-    frame = _typed_ratings(raw, path, preview, mapping, rating_scale)
+    frame = _read_ratings(path, preview, [preview.columns.index(mapping[r]) for r in roles], roles,
+                          mapping, rating_scale)
     frame, dropped = drop_duplicate_pairs(frame)
     items = None
     if items_path is not None:
@@ -181,7 +182,7 @@ def load_items_file(
         if not mapping.get(role):
             raise DataError(
                 f"cannot tell which column holds the {role}; the columns are "
-                f"{', '.join(preview.columns)}; pass items_columns={{'item': ..., 'title': ...}}",
+                f"{list_excerpt(preview.columns)}; pass items_columns={{'item': ..., 'title': ...}}",
                 path=path,
             )
     roles = [r for r in ITEM_ALIASES if mapping.get(r)]
@@ -320,7 +321,7 @@ def _apply_overrides(
     mapping = dict(preview.mapping)
     for role, col in (overrides or {}).items():
         if role not in roles:
-            raise DataError(f"unknown role {role!r} in the column mapping; use {', '.join(roles)}",
+            raise DataError(f"unknown role {excerpt(role)} in the column mapping; use {', '.join(roles)}",
                             path=path)
         if col is None:
             mapping[role] = None
@@ -332,19 +333,79 @@ def _apply_overrides(
         elif col in preview.columns:
             mapping[role] = col
         else:
-            raise DataError(f"no column {col!r} for {role}; the columns are "
-                            f"{', '.join(preview.columns)}", path=path, column=str(col))
+            raise DataError(f"no column {excerpt(col)} for {role}; the columns are "
+                            f"{list_excerpt(preview.columns)}", path=path, column=str(col)[:EXCERPT_CHARS])
     used = [c for c in mapping.values() if c]
     if len(set(used)) != len(used):
-        raise DataError(f"one column is mapped to two roles: {mapping}", path=path)
+        raise DataError(f"one column is mapped to two roles: "
+                        f"{ {r: excerpt(c)[1:-1] for r, c in mapping.items() if c} }", path=path)
     return mapping
 
 
 # --------------------------------------------------------------------------- reading
 
 
+def _read_ratings(
+    path: Path, preview: RatingsPreview, positions: list[int], roles: list[str],
+    mapping: dict[str, str | None], scale: tuple[float, float] | None,
+) -> pd.DataFrame:
+    """The typed ratings (user, item, rating[, timestamp]) in file order.
+
+    Every line's width is checked first (:func:`check_line_widths`); then only the needed
+    columns are read, :data:`_CHUNK_ROWS` lines at a time, and each block is typed at once
+    (int64 ids, float32 ratings, int64 times), so the text of at most one block is alive:
+    peak memory follows the ratings kept, not the file's text.
+    """
+    check_line_widths(path, preview.separator, len(preview.columns))
+    order = sorted(positions)  # pandas returns usecols in file order
+    pick = [order.index(p) for p in positions]
+    for attempt in (preview.encoding, "latin-1"):
+        parts: list[pd.DataFrame] = []
+        offset = 0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                reader = read_separated(
+                    path, preview.separator, header=0 if preview.has_header else None, dtype=str,
+                    names=None if preview.has_header else list(range(len(preview.columns))),
+                    keep_default_na=False, encoding=attempt, skipinitialspace=True, usecols=order,
+                    chunksize=_CHUNK_ROWS,
+                )
+                with reader:
+                    for raw in reader:
+                        raw = raw.iloc[:, pick]
+                        raw.columns = roles
+                        parts.append(_typed_ratings(raw.fillna(""), path, preview, mapping, scale, offset))
+                        offset += len(raw)
+            break
+        except DataError:
+            raise
+        except UnicodeDecodeError:
+            continue  # non-UTF-8 bytes past the sniffed head: latin-1 reads any byte
+        except pd.errors.EmptyDataError:
+            raise DataError("has no ratings", path=path) from None
+        except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as exc:
+            raise _field_count_error(path, preview, attempt, exc) from None
+    if not offset:
+        raise DataError("has a header but no ratings" if preview.has_header else "has no ratings", path=path)
+    return _concat(parts)
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One frame of the typed blocks; ids become strings everywhere if one block had a non-integer id."""
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    for role in ("user", "item"):
+        if any(p[role].dtype.kind not in "iu" for p in parts):
+            for p in parts:
+                if p[role].dtype.kind in "iu":  # digits without leading zeros: str() gives the text back
+                    p[role] = p[role].astype(str).astype(object)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _read_columns(path: Path, preview: RatingsPreview, positions: list[int], roles: list[str]) -> pd.DataFrame:
     """The chosen columns as text (file order kept), with parse errors turned into DataError."""
+    check_line_widths(path, preview.separator, len(preview.columns))
     for attempt in (preview.encoding, "latin-1"):
         try:
             frame = read_separated(
@@ -384,15 +445,15 @@ def _sep_name(sep: str) -> str:
 
 def _typed_ratings(
     raw: pd.DataFrame, path: Path, preview: RatingsPreview, mapping: dict[str, str | None],
-    scale: tuple[float, float] | None,
+    scale: tuple[float, float] | None, offset: int = 0,
 ) -> pd.DataFrame:
     header = preview.has_header
 
     def fail(mask: np.ndarray, role: str, problem: str, fix: str) -> None:
         row = int(np.flatnonzero(mask)[0])
         value = raw[role].iat[row].strip()
-        what = f"{role} {value!r} {problem}" if value else f"{role} is empty"
-        raise DataError(f"{what}; {fix}", path=path, line=line_of_row(path, row, header=header),
+        what = f"{role} {excerpt(value)} {problem}" if value else f"{role} is empty"
+        raise DataError(f"{what}; {fix}", path=path, line=line_of_row(path, offset + row, header=header),
                         column=mapping[role])
 
     out = pd.DataFrame(index=raw.index)
@@ -424,7 +485,7 @@ def _typed_ratings(
 def _ids(values: pd.Series) -> pd.Series:
     """Integers when every id is made of digits, otherwise the strings as given."""
     # no leading zeros: "007" and "7" must stay two different ids
-    if values.str.fullmatch(r"-?(?:0|[1-9]\d{0,17})").all():
+    if values.str.fullmatch(r"(?:0|-?[1-9]\d{0,17})").all():
         return values.astype(np.int64)
     return values.astype(object)
 

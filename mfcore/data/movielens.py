@@ -34,6 +34,7 @@ from mfcore.data._readers import (
 )
 from mfcore.data.dataset import RatingData, from_frame
 from mfcore.errors import DataError
+from mfcore.limits import excerpt, list_excerpt
 
 # name -> (min, max, step) of the official rating scale
 SCALES: dict[str, tuple[float, float, float]] = {
@@ -400,7 +401,7 @@ def _read_users_dat(path: Path, rated_users: pd.Series) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             hint = "" if allowed is None else f" (one of the codes {sorted(allowed)} in the ml-1m README)"
-            raise DataError(f"{col} {raw[col].iat[row]!r} is not a valid code{hint}",
+            raise DataError(f"{col} {excerpt(raw[col].iat[row])} is not a valid code{hint}",
                             path=path, line=row + 1, column=col)
         raw[col] = num.astype(np.int64)
     users = pd.DataFrame(
@@ -439,7 +440,8 @@ def read_ratings_table(path: Path, *, sep: str, header: bool, encoding: str) -> 
         rename, dtypes = {}, dict(_DTYPES)
         kwargs = dict(header=None, names=list(_RATING_COLS))
     try:
-        frame = read_separated(path, sep, dtype=dtypes, encoding=encoding, **kwargs)
+        frame = read_separated(path, sep, width=len(names) if header else len(_RATING_COLS), dtype=dtypes,
+                               encoding=encoding, **kwargs)
     except pd.errors.EmptyDataError:
         raise DataError("has no ratings", path=path) from None
     except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError,
@@ -524,7 +526,7 @@ def _check_header(
         lower = {n.lower(): n for n in names}
         hints = [f"{lower[c.lower()]!r} should be spelled {c!r}" for c in missing if c.lower() in lower]
         raise DataError(
-            f"missing column(s) {', '.join(missing)}; found {', '.join(names) or 'nothing'}. "
+            f"missing column(s) {', '.join(missing)}; found {list_excerpt(names) or 'nothing'}. "
             f"The header must be {','.join(required)}"
             + (f" ({'; '.join(hints)})" if hints else "")
             + "; for a file in another format, load it as a custom ratings file",
@@ -561,10 +563,10 @@ def _diagnose(path: Path, sep: str, header: bool, encoding: str, exc: Exception)
             try:
                 kind(value)
             except ValueError:
-                what = "empty" if not value else f"{value!r} is not a{'n integer' if kind is int else ' number'}"
+                what = "empty" if not value else f"{excerpt(value)} is not a{'n integer' if kind is int else ' number'}"
                 return DataError(f"{col} is {what}; expected {expected}", path=path,
                                  line=line_no, column=col)
-    return DataError(f"cannot be parsed ({exc}); expected lines like {expected}", path=path,
+    return DataError(f"cannot be parsed ({parser_detail(exc)}); expected lines like {expected}", path=path,
                      line=parser_line(exc))
 
 

@@ -29,6 +29,7 @@ from mfcore.evaluation import evaluate
 from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
 from mfcore.model import MFModel
 from mfcore.training.steppers import TrainTensors, l2_row_weights, make_stepper
+from mfcore.training.snapshots import keep_snapshot, snapshot_limit
 
 # Up to this many ratings, factor snapshots are kept per epoch by default (ml-1m size).
 SNAPSHOT_MAX_RATINGS = 1_100_000
@@ -147,6 +148,8 @@ class Trainer:
         stepper = make_stepper(model, tc, train, threads=self._threads)
         n_batches = max(1, math.ceil(n_train / max(1, tc.batch_size or n_train)))
         keep_snapshots = rt.keep_snapshots if rt.keep_snapshots is not None else data.n_ratings <= SNAPSHOT_MAX_RATINGS
+        # at most snapshot_limit() snapshots, thinned geometrically over the run (bounded memory and checkpoint)
+        max_snapshots = snapshot_limit(data.n_users, data.n_items, self.model_config.n_factors) if keep_snapshots else 0
 
         yield RunStarted(
             device=device_name, epochs=tc.epochs, n_train=n_train, n_test=len(test_r),
@@ -193,8 +196,8 @@ class Trainer:
                 best = (rmse, epoch, self._eval_state(model, averager))
             elif is_best:
                 best = (rmse, epoch, None)
-            if keep_snapshots:
-                self.snapshots.append(_snapshot(model, averager))
+            if max_snapshots:
+                keep_snapshot(self.snapshots, epoch, _snapshot(model, averager), max_snapshots)
             ended = EpochEnded(
                 epoch=epoch, epochs=tc.epochs, train_loss=sq_sum / max(1, seen), test_rmse=rmse, test_mae=mae,
                 examples_per_second=seen / max(seconds, 1e-9), seconds=seconds, elapsed_s=elapsed,

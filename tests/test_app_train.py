@@ -17,6 +17,7 @@ from typing import Callable
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from mfcore.runs.access import SYSTEM
 from mfcore.presets import PRESETS
 from mfcore.runs.store import RunStore
 from ui import jobs, train_form
@@ -48,7 +49,7 @@ def runs_dir(monkeypatch, tmp_path) -> Path:
     runner = jobs._runner_for(str(folder.resolve()))
     for snap in runner.list():
         if snap.is_active:
-            runner.stop(snap.run_id)
+            runner.stop(snap.run_id, SYSTEM)
     runner.shutdown(wait=True)
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 import pytest
 
+from mfcore.runs.access import SYSTEM
 from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
 from mfcore.data.dataset import RatingData
 from mfcore.errors import ConfigError, DataError, RunnerError
@@ -59,6 +60,7 @@ def make_runner(store):
     def make(**kw) -> JobRunner:
         kw.setdefault("load_data", _loader)
         kw.setdefault("max_workers", 1)
+        kw.setdefault("share_identical", False)  # these tests are about computing each run
         runner = JobRunner(store, **kw)
         runners.append(runner)
         return runner
@@ -105,14 +107,14 @@ def test_stop_a_running_job_keeps_its_epochs(make_runner):
     snap = runner.snapshot(run_id)
     assert snap.status == "running" and snap.eta_s is not None and snap.eta_s > 0
     t0 = time.monotonic()
-    runner.stop(run_id)
+    runner.stop(run_id, SYSTEM)
     snap = runner.wait(run_id, timeout=10)
     assert time.monotonic() - t0 < 5
     assert snap.status == "stopped"
     assert snap.epochs_done >= 2 and len(snap.history) == snap.epochs_done
     assert snap.message.startswith("stopped after")
     assert runner.load_model(run_id).history["epoch"][-1] == snap.epochs_done
-    runner.stop(run_id)  # stopping an ended run does nothing
+    runner.stop(run_id, SYSTEM)  # stopping an ended run does nothing
     assert runner.snapshot(run_id).status == "stopped"
 
 
@@ -126,13 +128,13 @@ def test_stop_a_queued_job_and_queue_order(make_runner):
     assert [runner.queue_position(r) for r in (blocker, second, third, fourth)] == [None, 1, 2, 3]
     assert runner.snapshot(third).queue_position == 2 and runner.snapshot(third).status == "queued"
 
-    runner.stop(third)
+    runner.stop(third, SYSTEM)
     snap = runner.snapshot(third)
     assert snap.status == "stopped" and snap.queue_position is None and snap.epochs_done == 0
     assert snap.message == "stopped before it started"
     assert runner.queue_position(fourth) == 2
 
-    runner.stop(blocker)
+    runner.stop(blocker, SYSTEM)
     last = runner.wait(fourth, timeout=30)
     first = runner.wait(second, timeout=30)
     assert first.status == last.status == "finished"
@@ -160,10 +162,10 @@ def test_per_owner_queue_bound(make_runner):
     with pytest.raises(RunnerError, match="^you already have 3 runs waiting; wait or stop one$"):
         runner.submit(_request(owner="bob"))
     other = runner.submit(_request(epochs=1, owner="eve"))  # other owners are not affected
-    runner.stop(mine[-1])
+    runner.stop(mine[-1], SYSTEM)
     again = runner.submit(_request(epochs=1, owner="bob"))  # room again after stopping one
     for run_id in mine:
-        runner.stop(run_id)
+        runner.stop(run_id, SYSTEM)
     assert runner.wait(other, timeout=30).status == "finished"
     assert runner.wait(again, timeout=30).status == "finished"
 
@@ -233,7 +235,7 @@ def test_a_new_runner_marks_an_abandoned_run_interrupted(store, make_runner):
     assert snap.message == "the server stopped during training; 2 epochs were completed"
     assert snap.elapsed_s == 2.0
     assert second.snapshot(live).status == "running"  # a live process's run is left alone
-    live_runner.stop(live)
+    live_runner.stop(live, SYSTEM)
     assert live_runner.wait(live, timeout=10).status == "stopped"
 
 
@@ -253,7 +255,7 @@ def test_shutdown_interrupts_running_and_waiting_runs(make_runner):
 
 def test_unknown_run_ids(make_runner):
     runner = make_runner()
-    for call in (runner.snapshot, runner.stop, runner.load_model, runner.wait):
+    for call in (runner.snapshot, lambda run_id: runner.stop(run_id, SYSTEM), runner.load_model, runner.wait):
         with pytest.raises(RunnerError, match="unknown run id 'nope'"):
             call("nope")
     assert runner.queue_position("nope") is None
@@ -264,7 +266,7 @@ def test_wait_times_out(make_runner):
     run_id = runner.submit(_request(epochs=100_000))
     with pytest.raises(TimeoutError, match=f"run {run_id} is still"):
         runner.wait(run_id, timeout=0.2)
-    runner.stop(run_id)
+    runner.stop(run_id, SYSTEM)
 
 
 def test_load_model_of_a_running_job_uses_the_latest_checkpoint(make_runner):
@@ -273,7 +275,7 @@ def test_load_model_of_a_running_job_uses_the_latest_checkpoint(make_runner):
     _until(lambda: slow.snapshot(run_id).epochs_done >= 1, what="one epoch")
     with pytest.raises(RunnerError, match="no checkpoint yet; one is written after its first epoch"):
         slow.load_model(run_id)
-    slow.stop(run_id)
+    slow.stop(run_id, SYSTEM)
     assert slow.wait(run_id, timeout=10).checkpoint_path is not None  # the final one
 
     eager = make_runner(checkpoint_every_s=0.0)
@@ -281,7 +283,7 @@ def test_load_model_of_a_running_job_uses_the_latest_checkpoint(make_runner):
     _until(lambda: eager.snapshot(run_id).checkpoint_path is not None, what="a periodic checkpoint")
     model = eager.load_model(run_id)
     assert model.item_factors().shape == (DATA.n_items, 4) and len(model.history["epoch"]) >= 1
-    eager.stop(run_id)
+    eager.stop(run_id, SYSTEM)
 
 
 def test_dataset_cache_loads_each_spec_once():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mfcore.runs.access import SYSTEM
 from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
 from mfcore.errors import RunnerError
 from mfcore.events import EpochEnded, EpochProgress, RunFailed, RunFinished, RunStarted
@@ -92,7 +93,7 @@ def test_configs_may_be_dicts_and_a_newer_schema_is_refused(store):
 
 
 def test_unknown_run_id_raises_runner_error(store):
-    for call in (store.get, store.epochs, store.delete, store.export_metrics_csv):
+    for call in (store.get, store.epochs, lambda run_id: store.delete(run_id, SYSTEM), store.export_metrics_csv):
         with pytest.raises(RunnerError, match="unknown run id 'nope'"):
             call("nope")
     with pytest.raises(RunnerError, match="unknown run id"):
@@ -232,7 +233,7 @@ def test_delete_removes_rows_and_checkpoint(store):
     store.record_event(run_id, _started())
     store.record_event(run_id, _epoch(1))
     with pytest.raises(RunnerError, match="still running; stop it before deleting it"):
-        store.delete(run_id)
+        store.delete(run_id, SYSTEM)
     store.record_event(run_id, RunFinished(reason="completed", epochs_run=1, best_epoch=1, metrics={},
                                            train_seconds=0.5, examples_per_second=1.0, device="cpu"))
     ckpt = store.checkpoint_path_for(run_id)
@@ -240,7 +241,7 @@ def test_delete_removes_rows_and_checkpoint(store):
     store.set_checkpoint(run_id, ckpt)
     assert store.get(run_id).checkpoint_path == str(ckpt)
     keep = _new_run(store)
-    store.delete(run_id)
+    store.delete(run_id, SYSTEM)
     assert not ckpt.exists()
     assert not store.exists(run_id) and store.exists(keep)
     with pytest.raises(RunnerError, match="unknown run id"):

@@ -1,17 +1,25 @@
-"""The job runner: one per server process, trains queued runs on background threads.
+"""The job runner: one per server process; a fair queue of runs and where they execute.
 
     runner = JobRunner(RunStore())                   # marks runs of dead processes interrupted
-    run_id = runner.submit(RunRequest("ml-100k", "random:0.1", 0, ModelConfig(), TrainConfig(), owner=sid))
+    run_id = runner.submit(RunRequest("ml-100k", "random:0.1", 0, ModelConfig(), TrainConfig(), owner=oid))
     runner.snapshot(run_id)                          # cheap; what a page draws
-    runner.stop(run_id)                              # queued: at once; running: within one batch
+    runner.stop(run_id, Actor(oid))                  # queued: at once; running: within one batch
     runner.load_model(run_id)                        # from the latest checkpoint
 
-Worker threads pull run ids from a FIFO queue, load the dataset (memoised: a class of 30
-shares one copy), make the split with the run's seed, run the :class:`Trainer` and write
-every event into the :class:`RunStore`, which is the source of truth: pages read
-snapshots from it, never from the threads. The runner itself only keeps the queue and,
-per running job, the trainer (to cancel it). Every exception ends the run as ``failed``
-with a one-line message; worker threads never touch a UI.
+Runs wait in a :class:`~mfcore.runs.fair_queue.FairQueue` (round-robin across owners)
+and execute through an :class:`~mfcore.runs.executors.Executor`: local threads by
+default, or a Dask cluster. Job threads (one per executor slot) take the next job, hand
+it to the executor and write every event it reports into the :class:`RunStore`, which
+is the source of truth: pages read snapshots from it, never from the threads.
+
+Identical requests (same data, split, seed and settings: :func:`mfcore.runs.job.request_key`)
+are computed once: a second student pressing Launch on the same default gets a run of
+their own that follows the running job live, or at once a copy of a finished run's
+stored result and checkpoint.
+
+Every mutating call takes the acting :class:`~mfcore.runs.access.Actor` and refuses
+(PermissionDenied) unless it is the run's owner or a teacher. Every exception ends the
+job's runs as ``failed`` with a one-line message; job threads never touch a UI.
 """
 
 from __future__ import annotations
@@ -19,23 +27,37 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from mfcore import checkpoint
-from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, config_from_dict
+from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, config_from_dict, config_to_dict
 from mfcore.data.dataset import RatingData
-from mfcore.data.splits import make_split, parse_split_spec
-from mfcore.device import available_devices, resolve_device
+from mfcore.data.splits import parse_split_spec
+from mfcore.device import available_devices
 from mfcore.errors import ConfigError, MFError, RunnerError
-from mfcore.events import EpochEnded, RunFinished
+from mfcore.events import RunFinished
 from mfcore.recommender import TrainedModel
+from mfcore.runs.access import Actor, check_may_change
+from mfcore.runs.executors import ClusterStatus, Executor, LocalExecutor
+from mfcore.runs.fair_queue import FairQueue
+from mfcore.runs.job import (
+    CancelToken,
+    CheckpointReady,
+    JobSpec,
+    Placed,
+    data_identity,
+    load_by_spec,
+    one_line,
+    request_key,
+)
 from mfcore.runs.store import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -44,7 +66,6 @@ from mfcore.runs.store import (
     interrupted_message,
     process_identity,
 )
-from mfcore.training.trainer import Trainer
 
 __all__ = ["RunRequest", "RunSnapshot", "JobRunner", "DatasetCache", "default_max_workers", "MAX_JOBS_ENV",
            "HISTORY_COLUMNS"]
@@ -53,8 +74,6 @@ log = logging.getLogger(__name__)
 
 MAX_JOBS_ENV = "MFSTUDIO_MAX_JOBS"
 HISTORY_COLUMNS = ("epoch", "train_loss", "test_rmse", "test_mae", "seconds", "examples_per_second", "elapsed_s", "lr")
-# Longest message stored for an unexpected error (one line in a status table).
-_MESSAGE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -71,9 +90,11 @@ class RunRequest:
     train_config: TrainConfig
     runtime: RuntimeOptions = RuntimeOptions()
     owner: str = ""
-    """Browser session id; the per-owner queue bound counts by it."""
+    """Owner id (see mfcore.runs.access); the per-owner queue bound and the fair queue count by it."""
     label: str = ""
     """User-visible name, e.g. the preset name."""
+    owner_name: str = ""
+    """The owner's display name, shown with the run."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,14 @@ class RunSnapshot:
     checkpoint_path: str | None
     created_at: float = 0.0
     """Unix time of submission."""
+    owner_name: str = ""
+    """Who launched it, for display."""
+    shared_from: str | None = None
+    """The run whose computation this one shares ("same as run X"), if any."""
+    placement: str = ""
+    """Where it runs or ran: local, or a Dask worker and its device."""
+    estimated_wait_s: float | None = None
+    """While queued: seconds until it should start (from recent runs' durations)."""
 
     @property
     def is_active(self) -> bool:
@@ -117,19 +146,33 @@ class RunSnapshot:
 
 @dataclass
 class _Job:
-    """In-memory state of one claimed run: just enough to cancel it."""
+    """One computation in this runner, shared by every run that subscribed to it.
 
-    run_id: str
-    trainer: Trainer | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
+    The first run submitted for a request creates the job; identical requests submitted
+    while it is queued or running subscribe (their own run ids, one set of events). A
+    subscriber that is stopped leaves; the last one leaving cancels the computation.
+    """
+
+    job_id: str
+    spec: JobSpec
+    owner: str
+    request_key: str
+    subscribers: list[str]
+    cancel: CancelToken = field(default_factory=CancelToken)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Orders event writes against subscriptions, so a new subscriber misses no epoch."""
+    started: bool = False
     by_shutdown: bool = False
+    checkpoint_note: str = ""
+    """Why the last checkpoint could not be written ("" when it was)."""
 
 
 def default_max_workers() -> int:
     """``$MFSTUDIO_MAX_JOBS``, else 2 when a CUDA GPU exists, else 1.
 
     One CPU job at a time: two jobs on a small machine each run slower than half speed
-    (see mfcore.device.default_cpu_threads); a GPU job leaves the CPU mostly free.
+    (see mfcore.device.default_cpu_threads and benchmarks/NOTES.md); a GPU job leaves the
+    CPU mostly free.
     """
     env = os.environ.get(MAX_JOBS_ENV, "").strip()
     if env:
@@ -147,14 +190,14 @@ class DatasetCache:
     """
 
     def __init__(self, loader: Callable[[str], RatingData] | None = None, max_items: int = 2) -> None:
-        self._loader = loader or _load_dataset
+        self._loader = loader or load_by_spec
         self.max_items = max_items
         self._lock = threading.Lock()
         self._data: OrderedDict[tuple, RatingData] = OrderedDict()
         self._loading: dict[tuple, threading.Lock] = {}
 
     def __call__(self, spec: str) -> RatingData:
-        key = _cache_key(spec)
+        key = tuple(data_identity(spec))
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
@@ -177,34 +220,22 @@ class DatasetCache:
             self._data.clear()
 
 
-def _cache_key(spec: str) -> tuple:
-    try:
-        path = Path(spec).expanduser()
-        if path.exists():
-            return (spec, str(path.resolve()), path.stat().st_mtime_ns)
-    except (OSError, ValueError):
-        pass
-    return (spec.strip().lower(),)
-
-
-def _load_dataset(spec: str) -> RatingData:
-    from mfcore.data.sources import load_dataset  # imported on use: the runner works without it in tests
-
-    return load_dataset(spec)
-
-
 class JobRunner:
-    """Queue and train runs on daemon threads, recording everything in ``store``.
+    """Queue runs fairly across owners and execute them, recording everything in ``store``.
 
     Args:
         store: where runs live; on construction, runs left queued/running by a dead
             process are marked interrupted (``store.mark_interrupted()``).
-        max_workers: parallel jobs; None = ``default_max_workers()``.
+        max_workers: parallel local jobs; None = ``default_max_workers()``. Ignored when
+            ``executor`` is given (its ``capacity()`` counts).
         max_queued_per_owner: queued + running runs one owner may have (None = no bound).
-        load_data: dataset spec -> RatingData; default a :class:`DatasetCache` around
-            ``mfcore.data.sources.load_dataset``.
+        load_data: dataset spec -> RatingData for local jobs; default a
+            :class:`DatasetCache` around :func:`mfcore.runs.job.load_by_spec`.
         checkpoint_every_s: write a checkpoint at the end of an epoch when this long has
             passed since the last one (0 = after every epoch), for the inspection pages.
+        executor: where jobs run (:mod:`mfcore.runs.executors`); default local threads.
+        share_identical: an identical request joins a queued/running job or reuses a
+            finished run's stored result instead of computing again.
     """
 
     def __init__(
@@ -215,11 +246,15 @@ class JobRunner:
         max_queued_per_owner: int | None = 3,
         load_data: Callable[[str], RatingData] | None = None,
         checkpoint_every_s: float = 10.0,
+        executor: Executor | None = None,
+        share_identical: bool = True,
     ) -> None:
-        if max_workers is None:
-            max_workers = default_max_workers()
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ConfigError("max_workers", f"must be a whole number of at least 1, got {max_workers!r}")
+        if executor is None:
+            if max_workers is None:
+                max_workers = default_max_workers()
+            if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+                raise ConfigError("max_workers", f"must be a whole number of at least 1, got {max_workers!r}")
+            executor = LocalExecutor(max_workers, load_data or DatasetCache())
         if max_queued_per_owner is not None and (
             isinstance(max_queued_per_owner, bool) or not isinstance(max_queued_per_owner, int)
             or max_queued_per_owner < 1
@@ -228,18 +263,22 @@ class JobRunner:
         if not isinstance(checkpoint_every_s, (int, float)) or not checkpoint_every_s >= 0:
             raise ConfigError("checkpoint_every_s", f"must be a number of seconds >= 0, got {checkpoint_every_s!r}")
         self.store = store
-        self.max_workers = max_workers
+        self.executor = executor
+        self.max_workers = max(1, int(executor.capacity()))
         self.max_queued_per_owner = max_queued_per_owner
         self.checkpoint_every_s = float(checkpoint_every_s)
-        self._load_data = load_data or DatasetCache()
+        self.share_identical = share_identical
         self._process = process_identity()
         self._cond = threading.Condition()
-        self._waiting: deque[str] = deque()
-        self._active: dict[str, _Job] = {}
+        self._queue = FairQueue()  # job ids
+        self._jobs: dict[str, _Job] = {}  # queued and running jobs
+        self._job_of_run: dict[str, str] = {}
         self._closed = False
+        self._typical: tuple[float, float | None] = (0.0, None)  # (when computed, seconds)
         self.interrupted_on_start = store.mark_interrupted()
         self._threads = [
-            threading.Thread(target=self._work, name=f"mfstudio-job-{k}", daemon=True) for k in range(max_workers)
+            threading.Thread(target=self._work, name=f"mfstudio-job-{k}", daemon=True)
+            for k in range(self.max_workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -248,10 +287,21 @@ class JobRunner:
     def submit(self, request: RunRequest) -> str:
         """Validate and queue a run; returns its id.
 
-        Raises RunnerError when the owner already has ``max_queued_per_owner`` runs queued
-        or running (or the runner has shut down); ConfigError/DeviceError for a bad request.
+        An identical request (same data, split, seed and settings) gets a run of its own
+        at once: a copy of a finished run's stored result, or a live follower of a queued
+        or running one. Raises RunnerError when the owner already has
+        ``max_queued_per_owner`` runs queued or running (or the runner has shut down);
+        ConfigError/DeviceError for a bad request, RunnerError when it cannot be placed.
         """
         _check_request(request)
+        key = request_key(request.dataset, request.split, request.seed, request.model_config,
+                          request.train_config, request.runtime)
+        spec = JobSpec(
+            job_id="", dataset=request.dataset, split=request.split, seed=request.seed,
+            model_config=config_to_dict(request.model_config), train_config=config_to_dict(request.train_config),
+            runtime=config_to_dict(request.runtime), checkpoint_every_s=self.checkpoint_every_s,
+        )
+        self.executor.check(spec)
         with self._cond:
             if self._closed:
                 raise RunnerError("the job runner has shut down; restart the app to train again")
@@ -260,37 +310,107 @@ class JobRunner:
                 active = self.store.count_active(request.owner)
                 if active >= limit:
                     raise RunnerError(f"you already have {active} runs waiting; wait or stop one")
+            if self.share_identical:
+                shared = self._join_identical(request, key)
+                if shared is not None:
+                    return shared
             record = self.store.create_run(
                 dataset=request.dataset, split=request.split, seed=request.seed,
                 model_config=request.model_config, train_config=request.train_config, runtime=request.runtime,
                 owner=request.owner, label=request.label, process=self._process,
+                owner_name=request.owner_name, request_key=key,
             )
-            self._waiting.append(record.id)
+            job = _Job(record.id, replace(spec, job_id=record.id), request.owner, key, [record.id])
+            self._jobs[record.id] = job
+            self._job_of_run[record.id] = record.id
+            self._queue.push(request.owner, record.id)
             self._cond.notify()
         return record.id
 
-    def stop(self, run_id: str) -> None:
+    def _join_identical(self, request: RunRequest, key: str) -> str | None:
+        """A run sharing an identical queued/running job or finished result (caller holds the lock)."""
+        for job in self._jobs.values():
+            if job.request_key != key or job.cancel.is_set() or not job.subscribers:
+                continue
+            with job.lock:
+                source = job.subscribers[0]
+                record = self.store.clone_run(
+                    source, owner=request.owner, owner_name=request.owner_name, label=request.label,
+                    process=self._process, with_result=False,
+                )
+                if job.started:
+                    self.store.update_status(record.id, "running", "", only_from=("queued",))
+                    self.store.link_checkpoint(record.id, self.store.get(source).checkpoint_path)
+                job.subscribers.append(record.id)
+            self._job_of_run[record.id] = job.job_id
+            return record.id
+        finished = self.store.find_reusable(key)
+        if finished is None:
+            return None
+        record = self.store.clone_run(
+            finished.id, owner=request.owner, owner_name=request.owner_name, label=request.label,
+            process=self._process, with_result=True,
+            message=f"same as run {finished.id}: its stored result and checkpoint are reused",
+        )
+        return record.id
+
+    def stop(self, run_id: str, actor: Actor) -> None:
         """Stop a run: a queued one at once, a running one within one batch (epochs kept).
 
-        Stopping a run that has already ended does nothing.
+        Only its owner or a teacher may (PermissionDenied). A run sharing a computation
+        with others leaves it; the computation goes on for them. Stopping a run that has
+        already ended does nothing.
         """
-        with self._cond:
-            if run_id in self._waiting:
-                self._waiting.remove(run_id)
-                self.store.update_status(run_id, "stopped", "stopped before it started", only_from=("queued",))
-                self._cond.notify_all()
-                return
-            job = self._active.get(run_id)
-            if job is not None:
-                job.cancel.set()
-                if job.trainer is not None:
-                    job.trainer.cancel()
-                return
         record = self.store.get(run_id)  # unknown id -> RunnerError
+        check_may_change(actor, record.owner, run_id, "stop")
+        with self._cond:
+            job_id = self._job_of_run.get(run_id)
+            job = self._jobs.get(job_id) if job_id else None
+            if job is not None:
+                with job.lock:
+                    if len(job.subscribers) > 1 and run_id in job.subscribers:
+                        job.subscribers.remove(run_id)
+                        self._job_of_run.pop(run_id, None)
+                        done = self.store.get(run_id).epochs_done
+                        message = (f"stopped after {done} of {record.epochs_planned} epochs" if job.started
+                                   else "stopped before it started")
+                        self.store.update_status(run_id, "stopped", message, only_from=ACTIVE_STATUSES)
+                        return
+                if job.job_id in self._queue:
+                    self._queue.remove(job.job_id)
+                    self._jobs.pop(job.job_id, None)
+                    self._job_of_run.pop(run_id, None)
+                    self.store.update_status(run_id, "stopped", "stopped before it started", only_from=("queued",))
+                    self._cond.notify_all()
+                    return
+                job.cancel.set()
+                return
+        record = self.store.get(run_id)
         if record.status == "queued":  # queued by another process (or left over): it will not start
             self.store.update_status(run_id, "stopped", "stopped before it started", only_from=("queued",))
         elif record.status == "running":
             raise RunnerError(f"run {run_id} is trained by another server process; stop it from that server")
+
+    def delete(self, run_id: str, actor: Actor) -> None:
+        """Delete an ended run with its epochs and checkpoint (its owner or a teacher only)."""
+        self.store.delete(run_id, actor)
+
+    def rename(self, run_id: str, label: str, actor: Actor) -> None:
+        """Change a run's label (its owner or a teacher only)."""
+        self.store.rename(run_id, label, actor)
+
+    def relaunch(self, run_id: str, actor: Actor, owner_name: str = "", label: str | None = None) -> str:
+        """Queue a new run of ``actor`` with ``run_id``'s data, split, seed and settings."""
+        record = self.store.get(run_id)
+        request = RunRequest(
+            dataset=record.dataset, split=record.split, seed=record.seed,
+            model_config=config_from_dict(ModelConfig, record.model_config),
+            train_config=config_from_dict(TrainConfig, record.train_config),
+            runtime=config_from_dict(RuntimeOptions, record.runtime),
+            owner=actor.owner, owner_name=owner_name,
+            label=record.label if label is None else label,
+        )
+        return self.submit(request)
 
     # -- reading ---------------------------------------------------------------------------
     def snapshot(self, run_id: str) -> RunSnapshot:
@@ -308,10 +428,37 @@ class JobRunner:
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start, 2 behind it...; None when not waiting here."""
         with self._cond:
-            try:
-                return self._waiting.index(run_id) + 1
-            except ValueError:
-                return None
+            job_id = self._job_of_run.get(run_id)
+            return self._queue.position(job_id) if job_id else None
+
+    def estimated_wait(self, position: int | None) -> float | None:
+        """Seconds until a run at queue ``position`` starts, from recent runs' durations."""
+        if position is None:
+            return None
+        typical = self._typical_seconds()
+        if typical is None:
+            return None
+        with self._cond:
+            running = sum(1 for j in self._jobs.values() if j.started)
+        free = max(0, self.max_workers - running)
+        if position <= free:
+            return 0.0
+        return math.ceil((position - free) / self.max_workers) * typical
+
+    def _typical_seconds(self) -> float | None:
+        now = time.monotonic()
+        when, value = self._typical
+        if now - when < 5.0:
+            return value
+        recent = [r for r in self.store.list_runs(statuses=("finished",), limit=20)
+                  if r.started_at and r.finished_at and not r.shared_from]
+        value = statistics.median(r.finished_at - r.started_at for r in recent) if recent else None
+        self._typical = (now, value)
+        return value
+
+    def cluster_status(self) -> ClusterStatus:
+        """Workers, threads, GPUs and busy jobs of wherever jobs run."""
+        return self.executor.status()
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunSnapshot:
         """Block until the run has ended; TimeoutError after ``timeout`` seconds."""
@@ -345,138 +492,134 @@ class JobRunner:
         """Stop accepting runs; waiting runs and running jobs end as ``interrupted``.
 
         Running jobs are cancelled (within one batch; their epochs and a checkpoint are
-        kept). With ``wait`` this returns once the worker threads have exited (a job that
+        kept). With ``wait`` this returns once the job threads have exited (a job that
         is still loading its dataset finishes loading first).
         """
         with self._cond:
             if not self._closed:
                 self._closed = True
-                for run_id in self._waiting:
-                    self.store.update_status(
-                        run_id, "interrupted", "the server stopped before this run started; submit it again",
-                        only_from=("queued",),
-                    )
-                self._waiting.clear()
-                for job in self._active.values():
+                for job_id in self._queue.clear():
+                    job = self._jobs.pop(job_id)
+                    for run_id in job.subscribers:
+                        self._job_of_run.pop(run_id, None)
+                        self.store.update_status(
+                            run_id, "interrupted", "the server stopped before this run started; submit it again",
+                            only_from=("queued",),
+                        )
+                for job in self._jobs.values():
                     job.by_shutdown = True
                     job.cancel.set()
-                    if job.trainer is not None:
-                        job.trainer.cancel()
             self._cond.notify_all()
         if wait:
             for thread in self._threads:
                 if thread is not threading.current_thread():
                     thread.join()
+        self.executor.close()
 
-    # -- the worker side -------------------------------------------------------------------
+    # -- the job side ----------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._closed:
+                while not self._queue and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return
-                run_id = self._waiting.popleft()
-                job = self._active[run_id] = _Job(run_id)
+                job = self._jobs[self._queue.pop()]
+                job.started = True
             try:
                 self._execute(job)
-            except BaseException as exc:  # noqa: BLE001 - a worker must survive anything a job does
-                log.exception("run %s failed unexpectedly", run_id)
-                self._fail(run_id, f"unexpected error: {_one_line(exc)}")
+            except BaseException as exc:  # noqa: BLE001 - a job thread must survive anything a job does
+                if not isinstance(exc, MFError):
+                    log.exception("job %s failed unexpectedly", job.job_id)
+                self._fail_job(job, one_line(exc) if isinstance(exc, MFError) else f"unexpected error: {one_line(exc)}")
             finally:
                 with self._cond:
-                    self._active.pop(run_id, None)
+                    self._jobs.pop(job.job_id, None)
+                    with job.lock:
+                        for run_id in job.subscribers:
+                            self._job_of_run.pop(run_id, None)
                     self._cond.notify_all()
 
     def _execute(self, job: _Job) -> None:
-        store, run_id = self.store, job.run_id
-        if not store.update_status(run_id, "running", "loading the dataset", only_from=("queued",),
-                                   process=self._process):
+        with job.lock:
+            claimed = [run_id for run_id in job.subscribers
+                       if self.store.update_status(run_id, "running", "loading the dataset", only_from=("queued",),
+                                                   process=self._process)]
+            job.subscribers[:] = claimed
+        if not claimed:
             return  # stopped (or deleted) while it waited
-        record = store.get(run_id)
-        try:
-            data = self._load_data(record.dataset)
-        except Exception as exc:  # noqa: BLE001 - any loader failure ends this run only
-            self._fail(run_id, f"could not load dataset {record.dataset!r}: {_one_line(exc)}")
-            return
-        if job.cancel.is_set():
-            self._end_cancelled_before_start(job)
-            return
-        try:
-            split = make_split(data, record.split, record.seed)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(run_id, f"could not make split {record.split!r} of {record.dataset!r}: {_one_line(exc)}")
-            return
-        try:
-            trainer = Trainer(
-                data, split,
-                config_from_dict(ModelConfig, record.model_config),
-                config_from_dict(TrainConfig, record.train_config),
-                config_from_dict(RuntimeOptions, record.runtime),
-            )
-        except Exception as exc:  # noqa: BLE001 - e.g. DeviceError: CUDA asked for but absent
-            self._fail(run_id, _one_line(exc))
-            return
-        with self._cond:
-            job.trainer = trainer
-            if job.cancel.is_set():
-                trainer.cancel()
+        self.executor.execute(job.spec, lambda item: self._deliver(job, item), job.cancel)
+        # An executor that ended without a final event (it should not): say so, once.
+        self._fail_job(job, "the job ended without reporting a result")
 
-        checkpoint_path = store.checkpoint_path_for(run_id)
-        last_checkpoint = time.monotonic()
-        for event in trainer.run():
-            if isinstance(event, RunFinished):
-                note = ""
-                if event.epochs_run >= 1:
-                    note = self._save_checkpoint(trainer, record, checkpoint_path)
-                store.record_event(run_id, event)
-                if job.by_shutdown and event.reason == "cancelled":
-                    store.update_status(run_id, "interrupted", interrupted_message(event.epochs_run))
-                elif note:
-                    store.set_message(run_id, f"{store.get(run_id).message}; {note}")
+    def _deliver(self, job: _Job, item: object) -> None:
+        """Write one thing the job reported into every subscribed run."""
+        with job.lock:
+            targets = list(job.subscribers)
+            if not targets:
+                return
+            if isinstance(item, Placed):
+                for run_id in targets:
+                    self.store.set_placement(run_id, item.where)
+            elif isinstance(item, CheckpointReady):
+                self._store_checkpoint(job, targets, item)
+            elif isinstance(item, RunFinished):
+                for run_id in targets:
+                    self.store.record_event(run_id, item)
+                    if job.by_shutdown and item.reason == "cancelled":
+                        self.store.update_status(run_id, "interrupted", interrupted_message(item.epochs_run))
+                    elif job.checkpoint_note:
+                        self.store.set_message(run_id, f"{self.store.get(run_id).message}; {job.checkpoint_note}")
             else:
-                store.record_event(run_id, event)
-                # Only at an epoch's end: the trainer's epoch clock is paused there, so the
-                # time spent writing does not slow the measured examples per second.
-                if isinstance(event, EpochEnded) and time.monotonic() - last_checkpoint >= self.checkpoint_every_s:
-                    if not self._save_checkpoint(trainer, record, checkpoint_path):
-                        last_checkpoint = time.monotonic()
+                for run_id in targets:
+                    self.store.record_event(run_id, item)
 
-    def _save_checkpoint(self, trainer: Trainer, record: RunRecord, path: Path) -> str:
-        """Write the trainer's model atomically; returns "" or a note saying why it failed."""
+    def _store_checkpoint(self, job: _Job, targets: list[str], item: CheckpointReady) -> None:
+        """Write the checkpoint for the first subscriber, link it for the others; a failure is said once."""
+        path = self.store.checkpoint_path_for(targets[0])
         try:
-            trained = checkpoint.from_trainer(trainer, dataset=record.dataset, split=record.split)
-            checkpoint.save(trained, path)
+            if item.payload is not None:
+                _write_atomically(path, item.payload)
+            else:
+                checkpoint.save(item.trained, path)
         except Exception as exc:  # noqa: BLE001 - a failed save must not kill the run
-            log.warning("run %s: checkpoint not written: %s", record.id, exc)
-            return f"the checkpoint could not be written ({_one_line(exc)})"
-        self.store.set_checkpoint(record.id, path)
-        return ""
+            note = f"the checkpoint could not be written ({one_line(exc)})"
+            if note != job.checkpoint_note:
+                log.warning("job %s: %s", job.job_id, note)
+            job.checkpoint_note = note
+            return
+        job.checkpoint_note = ""
+        self.store.set_checkpoint(targets[0], path)
+        for run_id in targets[1:]:
+            try:
+                self.store.link_checkpoint(run_id, path)
+            except OSError as exc:
+                log.warning("run %s: checkpoint not linked: %s", run_id, exc)
 
-    def _end_cancelled_before_start(self, job: _Job) -> None:
-        if job.by_shutdown:
-            self.store.update_status(job.run_id, "interrupted", interrupted_message(0))
-        else:
-            self.store.update_status(job.run_id, "stopped", "stopped before training started")
-
-    def _fail(self, run_id: str, message: str) -> None:
-        try:
-            self.store.update_status(run_id, "failed", message, only_from=ACTIVE_STATUSES)
-        except Exception:  # noqa: BLE001 - the store itself is failing: nothing left but the log
-            log.exception("run %s: could not record the failure %r", run_id, message)
+    def _fail_job(self, job: _Job, message: str) -> None:
+        with job.lock:
+            targets = list(job.subscribers)
+        for run_id in targets:
+            try:
+                self.store.update_status(run_id, "failed", message, only_from=ACTIVE_STATUSES)
+            except Exception:  # noqa: BLE001 - the store itself is failing: nothing left but the log
+                log.exception("run %s: could not record the failure %r", run_id, message)
 
     # -- snapshots -------------------------------------------------------------------------
     def _snapshot(self, record: RunRecord, history: pd.DataFrame) -> RunSnapshot:
         message = record.message
-        if record.status == "running":
+        position = None
+        if record.status in ACTIVE_STATUSES:
             with self._cond:
-                job = self._active.get(record.id)
-                if job is not None and job.cancel.is_set():
+                job = self._jobs.get(self._job_of_run.get(record.id, ""))
+                if job is not None and job.cancel.is_set() and record.status == "running":
                     message = "stopping…"
+                if job is not None and record.status == "queued":
+                    position = self._queue.position(job.job_id)
         return RunSnapshot(
             run_id=record.id,
             status=record.status,
-            queue_position=self.queue_position(record.id) if record.status == "queued" else None,
+            queue_position=position,
             label=record.label,
             owner=record.owner,
             dataset=record.dataset,
@@ -495,6 +638,10 @@ class JobRunner:
             train_config=record.train_config,
             checkpoint_path=record.checkpoint_path,
             created_at=record.created_at,
+            owner_name=record.who,
+            shared_from=record.shared_from,
+            placement=record.placement,
+            estimated_wait_s=self.estimated_wait(position) if position is not None else None,
         )
 
 
@@ -512,18 +659,8 @@ def _check_request(request: RunRequest) -> None:
     parse_split_spec(request.split)  # ConfigError naming the spec
     if isinstance(request.seed, bool) or not isinstance(request.seed, int) or request.seed < 0:
         raise ConfigError("seed", f"must be a non-negative whole number, got {request.seed!r}")
-    resolve_device(request.runtime.device)  # DeviceError now rather than in the queue
-    if not isinstance(request.owner, str) or not isinstance(request.label, str):
-        raise RunnerError("owner and label must be strings")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    # MFError messages say what to change; anything else also needs its type to be understood.
-    if not isinstance(exc, MFError) or not text:
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    first = text.splitlines()[0] if text else text
-    return first if len(first) <= _MESSAGE_CHARS else first[: _MESSAGE_CHARS - 1] + "…"
+    if not all(isinstance(v, str) for v in (request.owner, request.label, request.owner_name)):
+        raise RunnerError("owner, owner_name and label must be strings")
 
 
 def _empty_history() -> pd.DataFrame:
@@ -560,3 +697,15 @@ def _eta(record: RunRecord, history: pd.DataFrame) -> float | None:
         return None
     return max(0.0, eta) if math.isfinite(eta) else None
 
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Write bytes via a temp file and a rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -40,6 +40,7 @@ import pandas as pd
 
 from mfcore.config import config_to_dict
 from mfcore.errors import RunnerError
+from mfcore.runs.access import Actor, check_may_change
 from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
 
 RUNS_DIR_ENV = "MFSTUDIO_RUNS_DIR"
 DB_NAME = "runs.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
@@ -68,6 +69,9 @@ TERMINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "test_rmse", "test_mae", "seconds", "examples_per_second", "elapsed_s", "lr")
 PROGRESS_KEYS = ("epoch", "done", "total", "train_loss", "examples_per_second", "elapsed_s", "updated_at")
+
+# Longest run label kept (a table cell).
+_LABEL_CHARS = 80
 
 # How long a writer waits for another writer's lock before giving up (seconds).
 BUSY_TIMEOUT_S = 30.0
@@ -98,11 +102,29 @@ CREATE TABLE IF NOT EXISTS runs (
     n_test INTEGER,
     epochs_planned INTEGER NOT NULL,
     best_epoch INTEGER,
-    process TEXT           -- host:pid:start of the process that queued/runs it (liveness check)
+    process TEXT,          -- host:pid:start of the process that queued/runs it (liveness check)
+    owner_name TEXT NOT NULL DEFAULT '',
+    request_key TEXT,      -- hash of data, split, seed and every setting (identical requests share)
+    shared_from TEXT,      -- the run whose computation this one shares ("same as run X")
+    placement TEXT NOT NULL DEFAULT ''  -- where it ran: local, or a Dask worker and device
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE TABLE IF NOT EXISTS profiles (
+    owner TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    prefs TEXT NOT NULL DEFAULT '{{}}',
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_ratings (
+    owner TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    item TEXT NOT NULL,     -- the raw item id as JSON (ids keep their type)
+    rating REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (owner, dataset, item)
+);
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -137,6 +159,15 @@ SELECT runs.*,
        p.updated_at AS p_updated_at
 FROM runs LEFT JOIN progress p ON p.run_id = runs.id
 """
+
+
+# Columns added after schema version 1 (a version-1 database gains them on open).
+_ADDED_COLUMNS = {
+    "owner_name": "TEXT NOT NULL DEFAULT ''",
+    "request_key": "TEXT",
+    "shared_from": "TEXT",
+    "placement": "TEXT NOT NULL DEFAULT ''",
+}
 
 
 def default_runs_dir() -> Path:
@@ -189,10 +220,22 @@ class RunRecord:
     progress: dict[str, Any] | None
     """Latest within-epoch progress (keys ``PROGRESS_KEYS``), None between epochs."""
     process: str | None = None
+    owner_name: str = ""
+    """The owner's display name when the run was launched (or last renamed by them)."""
+    request_key: str | None = None
+    shared_from: str | None = None
+    """The run whose computation (and stored result) this one shares, if any."""
+    placement: str = ""
+    """Where it ran: "local", or "worker <address> · <device>" on a Dask cluster."""
 
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def who(self) -> str:
+        """The owner's name for display ("cli" for runs without an owner)."""
+        return self.owner_name or ("cli" if not self.owner else self.owner[:8])
 
 
 # ---------------------------------------------------------------------------- process identity
@@ -325,13 +368,20 @@ class RunStore:
                     conn.execute(statement)
             row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
             version = row["v"]
-            if version is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
+            if version is not None and version > SCHEMA_VERSION:
                 raise RunnerError(
                     f"{self.db_path}: the runs database has schema version {version}, newer than this "
                     f"MF Studio understands ({SCHEMA_VERSION}); upgrade MF Studio or use another runs folder"
                 )
+            have = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
+            for column, decl in _ADDED_COLUMNS.items():
+                if column not in have:  # a version-1 database: add, never drop
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {decl}")
+            conn.execute("CREATE INDEX IF NOT EXISTS runs_by_request ON runs (request_key, status)")
+            if version is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # -- paths -----------------------------------------------------------------------------
     def checkpoint_path_for(self, run_id: str) -> Path:
@@ -360,6 +410,9 @@ class RunStore:
         status: str = "queued",
         process: str | None = None,
         run_id: str | None = None,
+        owner_name: str = "",
+        request_key: str | None = None,
+        shared_from: str | None = None,
     ) -> RunRecord:
         """Insert a new run and return it.
 
@@ -376,10 +429,10 @@ class RunStore:
         with self._write() as conn:
             conn.execute(
                 """INSERT INTO runs (id, created_at, owner, label, dataset, split, seed, model_config,
-                   train_config, runtime, status, epochs_planned, process)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   train_config, runtime, status, epochs_planned, process, owner_name, request_key, shared_from)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (run_id, now, owner, label, dataset, split, int(seed), _dumps(mc), _dumps(tc), _dumps(rt),
-                 status, int(epochs_planned), process),
+                 status, int(epochs_planned), process, owner_name, request_key, shared_from),
             )
         return self.get(run_id)
 
@@ -528,14 +581,17 @@ class RunStore:
                 count += 1
         return count
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, actor: Actor) -> None:
         """Delete a run, its epochs, its progress and its checkpoint file.
 
-        A queued or running run cannot be deleted (stop it first): its worker would go on
-        writing into a run that no longer exists.
+        Only the run's owner or a teacher may (:class:`~mfcore.runs.access.PermissionDenied`
+        otherwise). A queued or running run cannot be deleted (stop it first): its worker
+        would go on writing into a run that no longer exists.
         """
         with self._write() as conn:
             status = _status_of(conn, run_id)
+            owner = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            check_may_change(actor, owner, run_id, "delete")
             if status in ACTIVE_STATUSES:
                 raise RunnerError(f"run {run_id} is still {status}; stop it before deleting it")
             stored = conn.execute("SELECT checkpoint_path FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
@@ -549,6 +605,157 @@ class RunStore:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+
+    def rename(self, run_id: str, label: str, actor: Actor) -> None:
+        """Change a run's label (its owner or a teacher only)."""
+        label = " ".join(str(label).split())[:_LABEL_CHARS]
+        with self._write() as conn:
+            _status_of(conn, run_id)
+            owner = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            check_may_change(actor, owner, run_id, "rename")
+            conn.execute("UPDATE runs SET label = ? WHERE id = ?", (label, run_id))
+
+    def set_placement(self, run_id: str, placement: str) -> None:
+        """Record where a run executes (a system write)."""
+        with self._write() as conn:
+            _status_of(conn, run_id)
+            conn.execute("UPDATE runs SET placement = ? WHERE id = ?", (placement, run_id))
+
+    def set_owner_name(self, owner: str, name: str) -> int:
+        """Show ``name`` on every run of ``owner`` (after they chose a name); returns how many."""
+        with self._write() as conn:
+            return conn.execute("UPDATE runs SET owner_name = ? WHERE owner = ?", (name, owner)).rowcount
+
+    def clone_run(
+        self,
+        source_id: str,
+        *,
+        owner: str,
+        owner_name: str = "",
+        label: str = "",
+        message: str = "",
+        process: str | None = None,
+        with_result: bool,
+    ) -> RunRecord:
+        """A new run of ``owner`` sharing ``source_id``'s computation.
+
+        ``with_result``: copy its status, metrics, epochs and checkpoint (a hard link, so
+        deleting either run keeps the other's file); else a queued run with the same
+        request and the epochs completed so far (a follower of a running job).
+        """
+        new_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (source_id,)).fetchone()
+            if row is None:
+                raise _unknown(source_id)
+            status = row["status"] if with_result else "queued"
+            conn.execute(
+                """INSERT INTO runs (id, created_at, started_at, finished_at, owner, label, dataset, split, seed,
+                   model_config, train_config, runtime, status, message, device, baselines, metrics, train_seconds,
+                   n_train, n_test, epochs_planned, best_epoch, process, owner_name, request_key, shared_from,
+                   placement)
+                   SELECT ?, ?, started_at, CASE WHEN ? THEN ? ELSE NULL END, ?, ?, dataset, split, seed,
+                   model_config, train_config, runtime, ?, ?, device, baselines,
+                   CASE WHEN ? THEN metrics ELSE '{}' END, CASE WHEN ? THEN train_seconds ELSE NULL END,
+                   n_train, n_test, epochs_planned, CASE WHEN ? THEN best_epoch ELSE NULL END, ?, ?, request_key, ?,
+                   placement
+                   FROM runs WHERE id = ?""",
+                (new_id, now, with_result, now, owner, label or row["label"], status, message, with_result,
+                 with_result, with_result, process, owner_name, source_id, source_id),
+            )
+            if not with_result and row["status"] != "running":
+                conn.execute("UPDATE runs SET started_at = NULL WHERE id = ?", (new_id,))
+            conn.execute(
+                f"""INSERT INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)}, ended_at)
+                    SELECT ?, {', '.join(EPOCH_COLUMNS)}, ended_at FROM epochs WHERE run_id = ?""",
+                (new_id, source_id),
+            )
+            stored = row["checkpoint_path"]
+        if with_result and stored:
+            self.link_checkpoint(new_id, self._abs_checkpoint(stored))
+        return self.get(new_id)
+
+    def link_checkpoint(self, run_id: str, source: str | Path | None) -> None:
+        """Give ``run_id`` its own copy of the checkpoint file ``source`` (a hard link where possible)."""
+        if not source or not os.path.isfile(source):
+            return
+        target = self.checkpoint_path_for(run_id)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)  # atomic: readers see the old or the new file
+        self.set_checkpoint(run_id, target)
+
+    def find_reusable(self, request_key: str) -> RunRecord | None:
+        """The newest finished run of this request whose checkpoint is on disk, if any."""
+        rows = self._conn().execute(
+            _SELECT_RUNS + " WHERE runs.request_key = ? AND runs.status = 'finished' ORDER BY runs.created_at DESC",
+            (request_key,),
+        ).fetchall()
+        for row in rows:
+            record = self._record(row)
+            if record.checkpoint_path and os.path.isfile(record.checkpoint_path):
+                return record
+        return None
+
+    # -- profiles: a person's name, choices and new-user ratings ---------------------------
+    def profile(self, owner: str) -> dict[str, Any]:
+        """``{"name": str, "prefs": dict}`` of ``owner`` (empty for someone new)."""
+        row = self._conn().execute("SELECT name, prefs FROM profiles WHERE owner = ?", (owner,)).fetchone()
+        if row is None:
+            return {"name": "", "prefs": {}}
+        return {"name": row["name"], "prefs": _loads(row["prefs"])}
+
+    def save_profile(self, owner: str, *, name: str | None = None, prefs: dict[str, Any] | None = None) -> None:
+        """Set ``owner``'s name and/or merge ``prefs`` into their stored choices."""
+        if not owner:
+            raise RunnerError("a profile needs an owner")
+        with self._write() as conn:
+            row = conn.execute("SELECT name, prefs FROM profiles WHERE owner = ?", (owner,)).fetchone()
+            old_name, old_prefs = (row["name"], _loads(row["prefs"])) if row else ("", {})
+            merged = {**old_prefs, **(prefs or {})}
+            conn.execute(
+                "INSERT OR REPLACE INTO profiles (owner, name, prefs, updated_at) VALUES (?, ?, ?, ?)",
+                (owner, old_name if name is None else name, _dumps(merged), time.time()),
+            )
+            if name is not None and name != old_name:
+                conn.execute("UPDATE runs SET owner_name = ? WHERE owner = ?", (name, owner))
+
+    def user_ratings(self, owner: str, dataset: str) -> dict[Any, float]:
+        """``owner``'s own ratings of ``dataset``'s items (raw item id -> rating), oldest first."""
+        rows = self._conn().execute(
+            "SELECT item, rating FROM user_ratings WHERE owner = ? AND dataset = ? ORDER BY updated_at, rowid",
+            (owner, dataset),
+        ).fetchall()
+        return {json.loads(r["item"]): float(r["rating"]) for r in rows}
+
+    def set_user_rating(self, owner: str, dataset: str, item: Any, rating: float | None) -> None:
+        """Store (or with None, remove) one of ``owner``'s ratings."""
+        if not owner:
+            raise RunnerError("a rating needs an owner")
+        key = json.dumps(item.item() if hasattr(item, "item") else item)
+        with self._write() as conn:
+            if rating is None:
+                conn.execute("DELETE FROM user_ratings WHERE owner = ? AND dataset = ? AND item = ?",
+                             (owner, dataset, key))
+            else:
+                value = float(rating)
+                if not math.isfinite(value):
+                    raise RunnerError(f"a rating must be a finite number, got {rating!r}")
+                conn.execute(
+                    """INSERT INTO user_ratings (owner, dataset, item, rating, updated_at) VALUES (?, ?, ?, ?, ?)
+                       ON CONFLICT (owner, dataset, item) DO UPDATE SET rating = excluded.rating""",
+                    (owner, dataset, key, value, time.time()),
+                )
+
+    def clear_user_ratings(self, owner: str, dataset: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM user_ratings WHERE owner = ? AND dataset = ?", (owner, dataset))
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord:
@@ -655,6 +862,10 @@ class RunStore:
             epochs_done=int(row["epochs_done"]),
             progress=progress,
             process=row["process"],
+            owner_name=row["owner_name"],
+            request_key=row["request_key"],
+            shared_from=row["shared_from"],
+            placement=row["placement"],
         )
 
 

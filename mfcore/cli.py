@@ -126,11 +126,15 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     split_spec = args.split or (preset.split if args.preset else "random:0.1")
     seed = train_config.seed
 
+    _check_settings(args)
     data = load_dataset(
         dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, download=not args.no_download,
         progress=None if args.json else _download_progress(err),
     )
     split = make_split(data, split_spec, seed)
+    from mfcore.limits import check_run
+
+    check_run(data.n_users, data.n_items, split.n_train, model_config, train_config)  # bounded work and checkpoint
     trainer = Trainer(data, split, model_config, train_config, runtime)
     if not args.json:
         print(f"{data.name}: {data.n_ratings:,} ratings, {data.n_users:,} users, {data.n_items:,} items; "
@@ -196,6 +200,16 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                   f"NDCG {m['rank_ndcg_at_k']:.4f}, MAP {m['rank_map_at_k']:.4f}, coverage {m['rank_coverage']:.3f} "
                   f"({int(m['rank_n_users'])} users)", file=out)
     return 0
+
+
+def _check_settings(args: argparse.Namespace) -> None:
+    """The device and thread settings (flags, then $MFSTUDIO_DEVICE / $MFSTUDIO_CPU_THREADS), checked
+    before any data is loaded: a bad one is bad input (status 2), named, not a failed run."""
+    from mfcore.device import default_cpu_threads, resolve_device
+
+    resolve_device(args.device)
+    if not args.threads:
+        default_cpu_threads()
 
 
 def _configs_from_args(args: argparse.Namespace, preset: Any) -> tuple[Any, Any]:

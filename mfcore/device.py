@@ -46,7 +46,8 @@ def resolve_device(requested: str | None = None) -> torch.device:
     try:
         device = torch.device(choice)
     except (RuntimeError, ValueError):
-        raise DeviceError(f"unknown device {requested!r}; use auto, cpu, cuda or mps") from None
+        where = f" (from ${DEVICE_ENV})" if (requested or "").strip().lower() in ("", "auto") else ""
+        raise DeviceError(f"unknown device {choice[:40]!r}{where}; use auto, cpu, cuda or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError("CUDA was requested but no CUDA GPU is available; use device 'auto' or 'cpu'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -18,8 +18,12 @@ from mfcore.errors import ConfigError
 
 # --------------------------------------------------------------------------- data
 
-MAX_SYNTHETIC_RATINGS = 25_000_000
-"""A synthetic set has at most this many ratings (the ml-25m shape; ~0.6 GB while generated)."""
+MAX_SYNTHETIC_RATINGS = 25_000_095
+"""A synthetic set has at most this many ratings (the ml-25m shape; ~1 GB while generated):
+enforced by :func:`mfcore.data.synthetic.make_synthetic`, so specs, the CLI and the app share it."""
+
+MAX_SYNTHETIC_RANK = 1024
+"""The planted rank of a synthetic set (the model's factors are capped at 1,024 too)."""
 
 MAX_LINE_BYTES = 1 << 16
 """A line of a ratings file longer than this (64 KiB) is refused before any column is built."""

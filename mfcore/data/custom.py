@@ -57,7 +57,7 @@ ITEM_ALIASES: dict[str, tuple[str, ...]] = {
 }
 _SNIFF_BYTES = 1 << 16
 _SNIFF_LINES = 50
-_CHUNK_ROWS = 1 << 20  # lines typed at a time: their text (~100 MB as Python objects) is the peak's extra
+_CHUNK_ROWS = 1 << 18  # lines typed at a time: their text (~25 MB) is all the peak adds to the typed arrays
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,13 @@ def load_ratings_file(
         items = load_items_file(items_path, columns=items_columns,
                                 id_kind=frame["item"].dtype.kind)
     source = f"ratings file {path} (separator {preview.separator!r}, {preview.encoding})"
-    return from_frame(frame, name=name or path.stem, items=items, rating_scale=rating_scale,
-                      source=source, duplicates_dropped=dropped)
+    try:
+        return from_frame(frame, name=name or path.stem, items=items, rating_scale=rating_scale,
+                          source=source, duplicates_dropped=dropped)
+    except DataError as exc:
+        if exc.path is None:
+            raise DataError(str(exc), path=path) from None
+        raise
 
 
 def load_items_file(

@@ -32,13 +32,17 @@ from typing import Callable, Mapping
 
 from mfcore.data.movielens import detect_layout
 from mfcore.errors import ChecksumError, DataError, DatasetNotFoundError, DownloadError, UnsafeArchiveError
+from mfcore.limits import MAX_EXTRACT_BYTES, cache_max_bytes
 
 OFFICIAL_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 ENV_CACHE = "MFSTUDIO_CACHE"
 ENV_BASE_URL = "MFSTUDIO_DOWNLOAD_BASE"
 MARKER = ".mfstudio-complete.json"
-MAX_EXTRACT_BYTES = 4 * 1024**3  # ml-25m extracts to ~1.2 GB; anything past 4 GiB is a bomb
 MAX_MEMBERS = 10_000
+# the files the MovieLens readers use; nothing else in a zip is extracted (tags, genome scores, links)
+_ML100K_SPLIT_FILES = {f"{s}.{part}" for s in ("u1", "u2", "u3", "u4", "u5", "ua", "ub") for part in ("base", "test")}
+MOVIELENS_FILES = frozenset({"u.data", "u.item", "u.user", "u.genre", "ratings.csv", "movies.csv", "ratings.dat",
+                             "movies.dat", "users.dat"} | _ML100K_SPLIT_FILES)
 _CHUNK = 1 << 20
 
 Progress = Callable[[int, "int | None"], None]
@@ -86,7 +90,17 @@ def resolve_base_url(base_url: str | None = None) -> str:
 def cached_dataset(name: str, cache_dir: str | Path | None = None) -> Path | None:
     """The completed cache folder of ``name``, or None (no network, no side effects)."""
     folder = resolve_cache_dir(cache_dir) / name
-    return folder if (folder / MARKER).is_file() else None
+    if not (folder / MARKER).is_file():
+        return None
+    touch(folder)
+    return folder
+
+
+def is_movielens_file(rel: PurePosixPath) -> bool:
+    """True for the files a MovieLens reader uses (``u.data``, ``ratings.csv``, ...): the
+    only members of a zip that are extracted."""
+    name = rel.name
+    return name in MOVIELENS_FILES or (name.startswith("ratings") and name.endswith(".dat.gz"))
 
 
 def fetch_movielens(
@@ -126,10 +140,11 @@ def fetch_movielens(
             if layout.partial:
                 raise DataError(f"{pin.filename} holds only a partial ratings file", path=url)
 
-        extract_zip(zip_path, cache / name, validate=validate, max_bytes=max_bytes,
+        extract_zip(zip_path, cache / name, validate=validate, max_bytes=max_bytes, keep=is_movielens_file,
                     marker={"source": url, "sha256": sha, "size": size})
     finally:
         zip_path.unlink(missing_ok=True)
+    evict_cache(cache, keep=(cache / name,))
     return cache / name
 
 
@@ -226,13 +241,16 @@ def extract_zip(
     max_bytes: int = MAX_EXTRACT_BYTES,
     max_members: int = MAX_MEMBERS,
     marker: Mapping[str, object] | None = None,
+    keep: Callable[[PurePosixPath], bool] | None = None,
 ) -> Path:
     """Extract a zip into ``dest`` (which must not exist yet) all-or-nothing.
 
     Members with absolute paths, ``..``, drive letters or symlinks raise
-    UnsafeArchiveError before anything is written; the uncompressed total is capped at
-    ``max_bytes`` (counted while writing, not trusted from the header). ``validate`` sees the
-    extracted folder before it is moved into place; if it raises, nothing is kept.
+    UnsafeArchiveError before anything is written; only members for which ``keep`` is true
+    are extracted (all when None), and their uncompressed total is capped at ``max_bytes``
+    (checked against the header first, then counted while writing). Extraction goes to a
+    temporary folder beside ``dest``; ``validate`` sees it before it is moved into place; on
+    any failure nothing is kept.
     """
     zip_path, dest = Path(zip_path), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +258,7 @@ def extract_zip(
     try:
         try:
             with zipfile.ZipFile(zip_path) as zf:
-                members = _check_members(zf, zip_path, max_bytes, max_members)
+                members = _check_members(zf, zip_path, max_bytes, max_members, keep)
                 written = 0
                 for info, rel in members:
                     target = tmp.joinpath(*rel.parts)
@@ -254,7 +272,8 @@ def extract_zip(
                             if written > max_bytes:
                                 raise UnsafeArchiveError(
                                     f"expands past the {max_bytes} byte limit while extracting "
-                                    f"{info.filename!r} (a zip bomb?)", path=zip_path)
+                                    f"{_member_name(info.filename)} (a zip bomb?); nothing was kept",
+                                    path=zip_path)
                             out.write(chunk)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise DataError(f"is not a valid zip file ({exc}); the download or upload may be "
@@ -272,18 +291,20 @@ def extract_zip(
     return dest
 
 
+def _member_name(name: str) -> str:
+    from mfcore.limits import excerpt
+
+    return excerpt(name, 80)
+
+
 def _check_members(
-    zf: zipfile.ZipFile, zip_path: Path, max_bytes: int, max_members: int
+    zf: zipfile.ZipFile, zip_path: Path, max_bytes: int, max_members: int,
+    keep: Callable[[PurePosixPath], bool] | None = None,
 ) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     infos = zf.infolist()
     if len(infos) > max_members:
         raise UnsafeArchiveError(f"has {len(infos)} members, more than the limit of {max_members}",
                                  path=zip_path)
-    total = sum(i.file_size for i in infos)
-    if total > max_bytes:
-        raise UnsafeArchiveError(
-            f"would expand to {total} bytes, over the {max_bytes} byte limit (a zip bomb?)",
-            path=zip_path)
     safe = []
     for info in infos:
         name = info.filename
@@ -305,8 +326,89 @@ def _check_members(
         parts = [p for p in rel.parts if p not in ("", ".")]
         if not parts or parts[0] == "__MACOSX":
             continue
+        if keep is not None and not info.is_dir() and not keep(PurePosixPath(*parts)):
+            continue
         safe.append((info, PurePosixPath(*parts)))
+    total = sum(i.file_size for i, _ in safe)
+    if total > max_bytes:
+        raise UnsafeArchiveError(
+            f"would expand to {total} bytes, over the {max_bytes} byte limit (a zip bomb?); nothing was "
+            "extracted", path=zip_path)
     return safe
+
+
+# --------------------------------------------------------------------------- cache size
+
+
+def touch(entry: Path) -> None:
+    """Mark a cache entry as just used (eviction removes the least recently used first)."""
+    try:
+        os.utime(entry / MARKER if (entry / MARKER).is_file() else entry)
+    except OSError:
+        pass
+
+
+def _entry_size(entry: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(entry):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _entry_time(entry: Path) -> float:
+    try:
+        marker = entry / MARKER
+        return (marker if marker.is_file() else entry).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def cache_entries(cache_dir: str | Path | None = None) -> list[Path]:
+    """The evictable entries of the cache: extracted datasets, extracted uploaded zips and uploads."""
+    cache = resolve_cache_dir(cache_dir)
+    entries = []
+    for parent in (cache, cache / "zips", cache / "uploads"):
+        if not parent.is_dir():
+            continue
+        for entry in parent.iterdir():
+            if entry.is_dir() and not entry.name.startswith(".") and not (parent == cache and entry.name in
+                                                                          ("zips", "uploads")):
+                entries.append(entry)
+    return entries
+
+
+def evict_cache(cache_dir: str | Path | None = None, *, keep: tuple[Path, ...] = (),
+                max_bytes: int | None = None) -> list[Path]:
+    """Remove the least recently used cache entries until the cache is under ``max_bytes``
+    (default :func:`mfcore.limits.cache_max_bytes`); entries in ``keep`` stay. Also removes
+    temporary extraction folders and ``.part`` downloads older than an hour (a killed
+    process's leftovers). Returns the entries removed."""
+    cache = resolve_cache_dir(cache_dir)
+    limit = cache_max_bytes() if max_bytes is None else max_bytes
+    removed: list[Path] = []
+    now = time.time()
+    for parent in (cache, cache / "zips", cache / "uploads"):
+        if parent.is_dir():
+            for leftover in parent.iterdir():
+                if leftover.name.startswith(".") and leftover.name.endswith((".tmp", ".part")) \
+                        and now - _entry_time(leftover) > 3600:
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    kept = {Path(k).resolve() for k in keep}
+    entries = [(e, _entry_size(e), _entry_time(e)) for e in cache_entries(cache)]
+    total = sum(size for _, size, _ in entries)
+    for entry, size, _ in sorted(entries, key=lambda x: x[2]):
+        if total <= limit:
+            break
+        if entry.resolve() in kept:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+        total -= size
+    return removed
 
 
 def _move_into_place(tmp: Path, dest: Path) -> None:

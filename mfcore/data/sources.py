@@ -7,6 +7,7 @@ A spec is a MovieLens name (looked up in ``data_dir``, then in the cache, then d
 from __future__ import annotations
 
 import difflib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mfcore.data import download as dl
 from mfcore.data.custom import load_ratings_file
 from mfcore.data.dataset import RatingData
 from mfcore.data.movielens import FOLDER_NAMES, detect_layout, load_movielens
-from mfcore.errors import DataError, DatasetNotFoundError
+from mfcore.errors import DataError, DatasetNotFoundError, MFError
 
 DATASET_NAMES: tuple[str, ...] = (
     "ml-100k", "ml-latest-small", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m",
@@ -110,15 +111,30 @@ def load_zip(
     if not path.is_file():
         raise DataError("zip file not found", path=path)
     digest = dl.sha256_of(path)
-    dest = dl.resolve_cache_dir(cache_dir) / "zips" / digest[:16]
-    if not (dest / dl.MARKER).is_file():
+    cache = dl.resolve_cache_dir(cache_dir)
+    dest = cache / "zips" / digest[:16]
+    created = False
+    if (dest / dl.MARKER).is_file():
+        dl.touch(dest)
+    else:
+        # only the files the readers use are extracted (bounded by MAX_EXTRACT_BYTES), into a
+        # temporary folder that is removed on any failure
         dl.extract_zip(path, dest, validate=lambda root: detect_layout(root, label=path.name),
-                       marker={"source": str(path), "sha256": digest})
-    layout = detect_layout(dest, label=path.name)
-    if name is None and layout.root == dest:  # files at the zip's top: name it after the zip
-        stem = path.stem.lower()
-        name = FOLDER_NAMES.get(stem, path.stem)
-    return load_movielens(dest, name=name)
+                       keep=dl.is_movielens_file, marker={"source": path.name, "sha256": digest})
+        created = True
+    try:
+        layout = detect_layout(dest, label=path.name)
+        if name is None and layout.root == dest:  # files at the zip's top: name it after the zip
+            stem = path.stem.lower()
+            name = FOLDER_NAMES.get(stem, path.stem)
+        data = load_movielens(dest, name=name)
+    except (MFError, OSError):
+        if created:  # a zip that does not load leaves nothing in the cache
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+    if created:
+        dl.evict_cache(cache, keep=(dest, path.parent))
+    return data
 
 
 def find_local(name: str, data_dir: str | Path) -> Path | None:

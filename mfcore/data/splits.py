@@ -424,8 +424,14 @@ def parse_split_spec(spec: str) -> SplitSpec:
 
 
 def make_split(data: RatingData, spec: str, seed: int) -> Split:
-    """Parse ``spec`` and apply it to ``data`` with ``seed``."""
-    return parse_split_spec(spec).apply(data, seed)
+    """Parse ``spec`` and apply it to ``data`` with ``seed``; a split that leaves no test (or
+    no training) rating raises DataError (its RMSE would be NaN)."""
+    split = parse_split_spec(spec).apply(data, seed)
+    if split.n_test == 0 or split.n_train == 0:
+        empty = "test" if split.n_test == 0 else "training"
+        raise DataError(f"split {spec!r} leaves no {empty} ratings ({split.n_train:,} train / {split.n_test:,} "
+                        f"test of {data.n_ratings:,}); choose a larger test fraction or another split")
+    return split
 
 
 # ----------------------------------------------------------------------------- report

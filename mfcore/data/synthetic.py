@@ -34,6 +34,7 @@ import pandas as pd
 
 from mfcore.data.dataset import IdIndex, RatingData
 from mfcore.errors import ConfigError
+from mfcore.limits import MAX_SYNTHETIC_RANK, check_synthetic_size
 
 __all__ = ["make_synthetic", "make_synthetic_like", "SHAPES", "factor_recovery", "planted_predictions"]
 
@@ -305,6 +306,8 @@ def make_synthetic(
     """
     n_users, n_items = _int(n_users, "n_users", 1), _int(n_items, "n_items", 1)
     rank = _int(rank, "rank", 1)
+    if rank > MAX_SYNTHETIC_RANK:
+        raise ConfigError("rank", f"must be at most {MAX_SYNTHETIC_RANK:,}, got {rank:,}")
     noise = _real(noise, "noise", 0.0)
     skew = _real(popularity_skew, "popularity_skew", 0.0, 10.0)
     seed = _int(seed, "seed", 0)
@@ -323,6 +326,8 @@ def make_synthetic(
         total, field = int(round(density * cells)), "density"
     else:
         total, field = _int(n_ratings, "n_ratings", 1), "n_ratings"
+    # one limit for every caller (CLI, app, specs): checked before anything is allocated
+    check_synthetic_size(n_users, n_items, density, total if n_ratings is not None else None)
     low_total = max(n_users * min_user, n_items)
     if not low_total <= total <= cells:
         raise ConfigError(

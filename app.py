@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import identity
 from ui.state import init_state
 
 ROOT = Path(__file__).resolve().parent
@@ -49,6 +50,13 @@ def _section(rows: list[tuple[str, str, str]]) -> list[st.Page]:
 # favicon, which the browser would fetch from fonts.gstatic.com.
 st.set_page_config(page_title="MF Studio", page_icon="🎬", layout="wide")
 init_state()
+identity.establish()  # who this is: survives reloads through the URL token (or sign-in)
+identity.apply_run_link()  # ?run=<id> opens that run read-only
+identity.sidebar()
 
 sections = {"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)}
-st.navigation({name: pages for name, pages in sections.items() if pages}).run()
+identity.save_prefs()  # choices made by the last run's callbacks
+try:
+    st.navigation({name: pages for name, pages in sections.items() if pages}).run()
+finally:
+    identity.save_prefs()  # and those made while drawing this page

@@ -19,11 +19,10 @@ import streamlit as st
 from mfcore.errors import MFError
 from mfcore.inspect import foldin, views
 from mfcore.inspect import projection as proj
-from ui import inspect_charts
+from ui import inspect_charts, my_ratings
 from ui import map_charts as charts
 from ui.selection import SelectedRun, selected_run
 
-RATINGS_KEY = "new_user_ratings"  # {run id: {raw item id: rating}}: the one source of truth
 VERSION_KEY = "new_user_editor_version"  # {run id: int}; bumped to rebuild the table after outside changes
 POPULAR_N = 50
 USERS_DRAWN = 20_000  # users drawn on the map (the PCA is fitted on all of them)
@@ -60,7 +59,8 @@ def _user_map(run_id: str, stamp: float, _sel: SelectedRun) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- session state
 def _ratings(run_id: str) -> dict[Any, float]:
-    return st.session_state.setdefault(RATINGS_KEY, {}).setdefault(run_id, {})
+    """This person's ratings of the run's dataset: stored with their owner id, so a reload keeps them."""
+    return my_ratings.ratings(run_id)
 
 
 def _version(run_id: str) -> int:
@@ -75,16 +75,19 @@ def _bump(run_id: str) -> None:
 
 def _add(run_id: str, item: Any, rating: float) -> None:
     _ratings(run_id)[item] = float(rating)
+    my_ratings.sync(run_id)
     _bump(run_id)
 
 
 def _remove(run_id: str, item: Any) -> None:
     _ratings(run_id).pop(item, None)
+    my_ratings.sync(run_id)
     _bump(run_id)
 
 
 def _clear(run_id: str) -> None:
     _ratings(run_id).clear()
+    my_ratings.sync(run_id)
     _bump(run_id)
 
 
@@ -267,6 +270,9 @@ if sel is not None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         popular(sel, table, ratings, step)
+    save_error = my_ratings.sync(sel.run_id)
+    if save_error:
+        st.error(save_error)
     folded = None
     took_ms = 0.0
     if ratings:

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from mfcore.errors import MFError
-from ui import jobs, state
+from ui import identity, jobs, state
 from ui.run_charts import overlay
 
 TRAIN_PAGE = Path(__file__).resolve().parent / "train.py"
@@ -27,6 +27,8 @@ COMPARE_WIDGET = "runs_compare"  # the multiselect; mirrored into state.COMPARE_
 DETAIL_WIDGET = "runs_detail"
 CONFIRM_DELETE = "runs_confirm_delete"  # run id awaiting confirmation
 NOTE = "runs_note"
+# The table redraws this often while any run is queued or running (seconds).
+RUNS_REFRESH_S = 2.0
 
 METRICS = {
     "test RMSE": "test_rmse",
@@ -49,9 +51,9 @@ def _label(run) -> str:
 
 
 def _test_rmse(run) -> float | None:
-    """The final test RMSE, or the last epoch's while a run has no final metrics yet."""
+    """The final test RMSE, or the last epoch's while a run is active (one query per active run)."""
     final = _num((run.metrics or {}).get("test_rmse"))
-    if final is not None or run.epochs_done == 0:
+    if final is not None or run.epochs_done == 0 or not run.is_active:
         return final
     try:
         epochs = jobs.get_store().epochs(run.id)
@@ -65,7 +67,7 @@ def runs_table(runs: list, me: str) -> pd.DataFrame:
     for r in runs:
         rows.append({
             "status": r.status,
-            "whose": "you" if r.owner == me else "class",
+            "owner": f"{r.who} (you)" if r.owner == me else r.who,
             "label": r.label,
             "dataset": r.dataset,
             "split": r.split,
@@ -74,10 +76,43 @@ def runs_table(runs: list, me: str) -> pd.DataFrame:
             "global mean": _num((r.baselines or {}).get("global_mean_rmse")),
             "epochs": f"{r.epochs_done}/{r.epochs_planned}",
             "device": r.device,
+            "where": r.placement or "–",
+            "same as": r.shared_from or "",
             "created": _created(r.created_at),
             "run id": r.id,
         })
     return pd.DataFrame(rows)
+
+
+def leaderboard(runs: list) -> pd.DataFrame:
+    """Every ended run with a test RMSE, best first: owner, what differs from the default preset, link."""
+    from mfcore.presets import PRESETS
+
+    default = PRESETS["default"]
+    base = {**{f"model.{k}": v for k, v in _as_dict(default.model).items()},
+            **{f"train.{k}": v for k, v in _as_dict(default.train).items()}}
+    rows = []
+    for r in runs:
+        rmse = _num((r.metrics or {}).get("test_rmse"))
+        if rmse is None:
+            continue
+        values = {**{f"model.{k}": v for k, v in (r.model_config or {}).items()},
+                  **{f"train.{k}": v for k, v in (r.train_config or {}).items()}}
+        diff = [f"{k.split('.', 1)[1]}={v}" for k, v in values.items() if k in base and base[k] != v]
+        rows.append({"test RMSE": rmse, "owner": r.who, "label": r.label, "dataset": r.dataset, "split": r.split,
+                     "differs from the default": ", ".join(diff) or "(the default)",
+                     "inspect": identity.run_link(r.id)})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values("test RMSE", kind="stable").reset_index(drop=True)
+        frame.insert(0, "rank", range(1, len(frame) + 1))
+    return frame
+
+
+def _as_dict(config) -> dict:
+    from mfcore.config import config_to_dict
+
+    return config_to_dict(config)
 
 
 def config_frame(records: list) -> pd.DataFrame:
@@ -121,7 +156,7 @@ def _cancel_delete() -> None:
 def _delete(run_id: str) -> None:
     st.session_state.pop(CONFIRM_DELETE, None)
     try:
-        jobs.get_store().delete(run_id)  # refuses queued/running runs (RunnerError)
+        jobs.get_runner().delete(run_id, identity.actor())  # refuses others' and active runs
     except MFError as exc:
         st.session_state[NOTE] = ("error", str(exc))
         return
@@ -136,9 +171,27 @@ def _delete(run_id: str) -> None:
 
 def _stop(run_id: str) -> None:
     try:
-        jobs.get_runner().stop(run_id)
+        jobs.get_runner().stop(run_id, identity.actor())
     except MFError as exc:
         st.session_state[NOTE] = ("error", str(exc))
+
+
+def _rename(run_id: str, key: str) -> None:
+    try:
+        jobs.get_runner().rename(run_id, st.session_state.get(key, ""), identity.actor())
+    except MFError as exc:
+        st.session_state[NOTE] = ("error", str(exc))
+
+
+def _relaunch(run_id: str) -> None:
+    try:
+        new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
+    except MFError as exc:
+        st.session_state[NOTE] = ("error", str(exc))
+        return
+    state.put(state.ACTIVE_RUN, new_id)
+    state.put(state.SELECTED_RUN, new_id)
+    st.session_state[NOTE] = ("success", f"Queued run `{new_id}` with the same settings; follow it on the Train page.")
 
 
 def _follow(run_id: str) -> None:
@@ -183,14 +236,23 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
     st.subheader("Run details, downloads, delete")
     ids = [r.id for r in runs]
     selected = state.get(state.SELECTED_RUN)
-    index = ids.index(selected) if selected in ids else 0
-    run_id = st.selectbox("Run", ids, index=index, format_func=labels.get, key=DETAIL_WIDGET)
-    state.put(state.SELECTED_RUN, run_id)
-    run = next(r for r in runs if r.id == run_id)
+    if selected not in ids:
+        selected = ids[0]
+        state.put(state.SELECTED_RUN, selected)
+    # The key carries the selection, so a run chosen elsewhere (a ?run= link, Launch) shows here.
+    key = f"{DETAIL_WIDGET}_{selected}"
+    st.selectbox("Run", ids, index=ids.index(selected), format_func=labels.get, key=key,
+                 on_change=lambda: state.put(state.SELECTED_RUN, st.session_state[key]))
+    run = next(r for r in runs if r.id == selected)
+    where = f" · ran on {run.placement}" if run.placement else ""
     st.markdown(
-        f"{jobs.status_text(run.status)} · **{run.dataset}** · split `{run.split}` · "
-        f"{run.epochs_done}/{run.epochs_planned} epochs · device {run.device or '–'} · created {_created(run.created_at)}"
+        f"{jobs.status_text(run.status)} · by **{run.who}** · **{run.dataset}** · split `{run.split}` · "
+        f"{run.epochs_done}/{run.epochs_planned} epochs · device {run.device or '–'}{where} · "
+        f"created {_created(run.created_at)}"
     )
+    if run.shared_from:
+        st.caption(f"Same data, split, seed and settings as run `{run.shared_from}`: it shares that computation.")
+    st.caption(f"Link for anyone to open this run (read-only): `{identity.run_link(run.id)}`")
     if run.status == "interrupted":
         st.warning(f"Interrupted: {run.message}. Its {run.epochs_done} completed epoch(s) are kept"
                    + (" and the last checkpoint can be downloaded." if run.checkpoint_path else "."),
@@ -216,53 +278,108 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
             file_name=f"mfstudio-{run.id}-metrics.csv", mime="text/csv", on_click="ignore",
             key=f"dl_csv_{run.id}", icon=":material/download:",
         )
-    mine = run.owner == state.get(state.SESSION_ID)
+    may_change = identity.actor().may_change(run.owner)
+    active = jobs.is_active(run.status)
     with c3:
-        if jobs.is_active(run.status):
-            st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:",
-                      disabled=not mine, help=None if mine else "Launched by another session: only it can stop it.")
+        if active and may_change:
+            st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:")
         elif state.get(state.ACTIVE_RUN) == run.id and TRAIN_PAGE.is_file():
             st.page_link("pages/train.py", label="Open it on the Train page", icon=":material/model_training:")
-        else:
-            st.button("Show on Train page", key=f"runs_follow_{run.id}", on_click=_follow, args=(run.id,),
-                      help="The Train page's live view will show this run.")
+        elif not active:
+            st.button("Launch again", key=f"runs_relaunch_{run.id}", on_click=_relaunch, args=(run.id,),
+                      icon=":material/replay:", help="A new run of yours with this run's data, split and settings.")
     with c4:
-        st.button("Delete…", key=f"runs_delete_{run.id}", on_click=_ask_delete, args=(run.id,),
-                  disabled=jobs.is_active(run.status), icon=":material/delete:",
-                  help="Stop the run first." if jobs.is_active(run.status) else "Deletes the run, its metrics and checkpoint.")
-    if st.session_state.get(CONFIRM_DELETE) == run.id:
-        st.warning(f"Delete run **{labels.get(run.id)}**" + ("" if mine else ", which another session launched,")
+        if may_change:
+            st.button("Delete…", key=f"runs_delete_{run.id}", on_click=_ask_delete, args=(run.id,),
+                      disabled=active, icon=":material/delete:",
+                      help="Stop the run first." if active else "Deletes the run, its metrics and checkpoint.")
+        else:
+            st.caption(f"{run.who}'s run: you can view and inspect it; only they can stop or delete it.")
+    if may_change:
+        rename_key = f"runs_rename_{run.id}"
+        st.text_input("Label", value=run.label, key=rename_key, on_change=_rename, args=(run.id, rename_key),
+                      max_chars=80)
+    if may_change and st.session_state.get(CONFIRM_DELETE) == run.id:
+        mine = run.owner == identity.owner()
+        st.warning(f"Delete run **{labels.get(run.id)}**" + ("" if mine else f", which {run.who} launched,")
                    + " with its metrics and checkpoint? This cannot be undone.")
         d1, d2, _ = st.columns([1, 1, 4])
         d1.button("Yes, delete", type="primary", key="runs_delete_yes", on_click=_delete, args=(run.id,))
         d2.button("Cancel", key="runs_delete_no", on_click=_cancel_delete)
 
 
+def cluster_panel() -> None:
+    """Where runs execute: local threads, or the Dask cluster's workers (busy/free, GPUs)."""
+    try:
+        status = jobs.get_runner().cluster_status()
+    except Exception as exc:  # noqa: BLE001 - a cluster that cannot be asked must not break the page
+        st.warning(f"The cluster's status could not be read: {exc}", icon=":material/lan:")
+        return
+    if status.error:
+        st.error(f"The Dask scheduler at {status.address} cannot be reached: {status.error}. Runs wait in the "
+                 "queue; nothing is lost.", icon=":material/lan:")
+    busy = sum(w.busy for w in status.workers)
+    title = ("Runs execute on this server" if status.kind == "local" else
+             f"Cluster {status.address}: {len(status.workers)} worker(s), {status.threads} thread(s), "
+             f"{status.gpus} GPU(s)")
+    with st.expander(f"{title} · {busy} busy, {max(0, status.threads - busy)} free", icon=":material/lan:"):
+        for w in status.workers:
+            gpus = f", {w.gpus} GPU(s)" if w.gpus else ""
+            st.text(f"{w.name} ({w.address}): {w.threads} thread(s){gpus}, {w.busy} busy")
+
+
+def runs_view(was_live: bool) -> None:
+    """Everything that changes while runs train; a fragment redrawn while any run is active."""
+    note = st.session_state.pop(NOTE, None)
+    if note:
+        (st.error if note[0] == "error" else st.success)(note[1])
+    me = identity.owner()
+    try:
+        all_runs = jobs.get_store().list_runs()
+    except MFError as exc:
+        st.error(f"The run store could not be read: {exc}")
+        return
+    runs = [r for r in all_runs if r.owner == me] + [r for r in all_runs if r.owner != me]
+    if not runs:
+        st.info("No runs yet. Launch one on the Train page.", icon=":material/info:")
+        if TRAIN_PAGE.is_file():
+            st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        return
+    live = any(r.is_active for r in runs)
+    st.caption(f"{sum(r.owner == me for r in runs)} of yours, {sum(r.owner != me for r in runs)} from the class; "
+               "newest first within each. Runs keep going when their tab closes."
+               + (" This list refreshes while runs are queued or running." if live else ""))
+    st.dataframe(
+        runs_table(runs, me), width="stretch", hide_index=True, key="runs_table",
+        column_config={
+            "test RMSE": st.column_config.NumberColumn(format="%.4f"),
+            "biases only": st.column_config.NumberColumn(format="%.4f", help="RMSE of the bias-only baseline"),
+            "global mean": st.column_config.NumberColumn(format="%.4f", help="RMSE of predicting the train mean"),
+            "where": st.column_config.TextColumn(help="Where the run executes: this server, or a cluster worker"),
+            "same as": st.column_config.TextColumn(help="The run whose identical computation this one shares"),
+        },
+    )
+    if identity.current().is_teacher:
+        st.subheader("Class leaderboard")
+        board = leaderboard(runs)
+        if len(board):
+            st.dataframe(board, hide_index=True, width="stretch", key="runs_leaderboard",
+                         column_config={"test RMSE": st.column_config.NumberColumn(format="%.4f"),
+                                        "inspect": st.column_config.LinkColumn(display_text="open")})
+        else:
+            st.caption("No run has a test RMSE yet.")
+    labels = {r.id: f"{_label(r)} · {r.who} · {r.dataset} · {r.status}" for r in runs}
+    compare_section(runs, labels)
+    st.divider()
+    detail_section(runs, labels)
+    if was_live != live:
+        st.rerun(scope="app")  # a full run re-registers the fragment with (or without) its timer
+
+
 st.title("Runs")
-note = st.session_state.pop(NOTE, None)
-if note:
-    (st.error if note[0] == "error" else st.success)(note[1])
-
-me = state.get(state.SESSION_ID)
-all_runs = jobs.get_store().list_runs()
-runs = [r for r in all_runs if r.owner == me] + [r for r in all_runs if r.owner != me]
-if not runs:
-    st.info("No runs yet. Launch one on the Train page.", icon=":material/info:")
-    if TRAIN_PAGE.is_file():
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-
-st.caption(f"{sum(r.owner == me for r in runs)} of yours, {sum(r.owner != me for r in runs)} from the class; "
-           "newest first within each. Runs keep going when their tab closes.")
-st.dataframe(
-    runs_table(runs, me), width="stretch", hide_index=True, key="runs_table",
-    column_config={
-        "test RMSE": st.column_config.NumberColumn(format="%.4f"),
-        "biases only": st.column_config.NumberColumn(format="%.4f", help="RMSE of the bias-only baseline"),
-        "global mean": st.column_config.NumberColumn(format="%.4f", help="RMSE of predicting the train mean"),
-    },
-)
-labels = {r.id: f"{_label(r)} · {r.dataset} · {r.status}" for r in runs}
-compare_section(runs, labels)
-st.divider()
-detail_section(runs, labels)
+cluster_panel()
+try:
+    _live = any(r.is_active for r in jobs.get_store().list_runs(statuses=("queued", "running"), limit=1))
+except MFError:
+    _live = False
+st.fragment(runs_view, run_every=RUNS_REFRESH_S if _live else None)(_live)

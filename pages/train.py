@@ -15,7 +15,7 @@ import streamlit as st
 from mfcore.errors import MFError
 from mfcore.presets import PRESETS
 from mfcore.training.steppers import updates_every_row
-from ui import jobs, state, train_form
+from ui import identity, jobs, state, train_form
 from ui.datasets import describe_spec, table_rows
 from ui.run_charts import learning_curve, throughput
 
@@ -45,24 +45,43 @@ def _launch() -> None:
         model_config=result.model,
         train_config=result.train,
         runtime=result.runtime,
-        owner=state.get(state.SESSION_ID),
+        owner=identity.owner(),
+        owner_name=identity.current().name,
         label=str(values.get("label") or "").strip() or train_form.auto_label(result.model, result.train),
     )
     try:
         run_id = jobs.get_runner().submit(request)
-    except MFError as exc:  # RunnerError (queue full), ConfigError from the request
+    except MFError as exc:  # RunnerError (queue full, no GPU worker), ConfigError from the request
         st.session_state[LAUNCH_NOTE] = ("error", str(exc))
         return
+    _follow(run_id)
+    snap = jobs.snapshot(run_id)
+    shared = f" It shares the computation of run `{snap.shared_from}` (identical settings)." \
+        if snap is not None and snap.shared_from else ""
+    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{run_id}`.{shared}")
+
+
+def _follow(run_id: str) -> None:
+    """Make ``run_id`` the run the live view follows (and the one the inspection pages show)."""
     state.put(state.ACTIVE_RUN, run_id)
     state.put(state.SELECTED_RUN, run_id)
-    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{run_id}`.")
 
 
 def _stop(run_id: str) -> None:
     try:
-        jobs.get_runner().stop(run_id)
+        jobs.get_runner().stop(run_id, identity.actor())
     except MFError as exc:
         st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+
+
+def _relaunch(run_id: str) -> None:
+    try:
+        new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
+    except MFError as exc:
+        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        return
+    _follow(new_id)
+    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{new_id}` with the same settings.")
 
 
 # ---------------------------------------------------------------------------- the page
@@ -122,22 +141,35 @@ def launch_bar() -> None:
             (st.error if kind == "error" else st.success)(text)
 
 
+def _picked(key: str) -> None:
+    state.put(state.ACTIVE_RUN, st.session_state[key])
+
+
 def run_picker() -> None:
-    """Which of this session's runs the live view follows (when there are several)."""
+    """Which of this person's runs the live view follows, newest first (when there are several).
+
+    The widget's key carries the followed run, so a Launch (which follows the new run)
+    draws a fresh box showing it; a stale widget value can never be written back.
+    """
     try:
-        mine = jobs.get_store().list_runs(owner=state.get(state.SESSION_ID), limit=20)
+        mine = jobs.get_store().list_runs(owner=identity.owner(), limit=20)
     except MFError:
         return
+    current = state.get(state.ACTIVE_RUN)
+    if current is None and mine:
+        current = mine[0].id
+        state.put(state.ACTIVE_RUN, current)
     if len(mine) < 2:
         return
     ids = [r.id for r in mine]
     # No status in the labels: the picker is outside the live fragment, so it would go stale.
     labels = {r.id: f"{r.label} ({r.id})" if r.label else r.id for r in mine}
-    current = state.get(state.ACTIVE_RUN)
-    index = ids.index(current) if current in ids else 0
-    choice = st.selectbox("Follow run", ids, index=index, format_func=labels.get, key="train_follow")
-    if choice != current:
-        state.put(state.ACTIVE_RUN, choice)
+    if current not in ids:
+        ids.insert(0, current)
+        labels[current] = current
+    key = f"train_follow_{current}"
+    st.selectbox("Follow run", ids, index=ids.index(current), format_func=labels.get, key=key,
+                 on_change=_picked, args=(key,))
 
 
 def draw_run(snap, live: bool) -> None:
@@ -151,10 +183,15 @@ def draw_run(snap, live: bool) -> None:
     with h1:
         st.subheader(f"{jobs.status_text(snap.status)} · {title}", anchor=False)
     with h2:
+        may_stop = identity.actor().may_change(snap.owner)
         st.button("Stop", key=f"stop_{snap.run_id}", on_click=_stop, args=(snap.run_id,), icon=":material/stop:",
-                  disabled=not live, width="stretch",
-                  help="Ends the run after the current batch; the completed epochs are kept.")
-    st.caption(f"Run `{snap.run_id}` · {snap.dataset} · split `{snap.split}` · device **{snap.device or 'not yet chosen'}**")
+                  disabled=not (live and may_stop), width="stretch",
+                  help="Ends the run after the current batch; the completed epochs are kept." if may_stop
+                  else f"{snap.owner_name}'s run: only they (or the teacher) can stop it.")
+    where = f" · runs on **{snap.placement}**" if snap.placement and snap.placement != "local" else ""
+    same = f" · same as run `{snap.shared_from}`" if snap.shared_from else ""
+    st.caption(f"Run `{snap.run_id}` by {snap.owner_name} · {snap.dataset} · split `{snap.split}` · "
+               f"device **{snap.device or 'not yet chosen'}**{where}{same}")
     progress = snap.progress or {}
     m = st.columns(5)
     m[0].metric("Epoch", f"{snap.epochs_done}/{snap.epochs_planned}")
@@ -189,8 +226,10 @@ def status_slot(snap, rmse: float | None, base: float | None) -> None:
     progress = snap.progress or {}
     if snap.status == "queued":
         pos = snap.queue_position
-        slot.info(f"Queued: position **{pos if pos is not None else '?'}** in the queue. "
-                  "It starts when a worker is free; you can leave this page meanwhile.", icon=":material/hourglass_top:")
+        wait = snap.estimated_wait_s
+        eta = f" (about {jobs.duration(wait)} to wait)" if wait else ""
+        slot.info(f"Queued: position **{pos if pos is not None else '?'}** in the queue{eta}. Runs are taken "
+                  "in turn across students. You can leave this page meanwhile.", icon=":material/hourglass_top:")
     elif snap.status == "running":
         if progress.get("total"):
             done, total = int(progress.get("done") or 0), int(progress["total"])
@@ -203,7 +242,11 @@ def status_slot(snap, rmse: float | None, base: float | None) -> None:
         slot.error(f"**The run failed:** {snap.message}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
                    icon=":material/error:")
     elif snap.status == "interrupted":
-        slot.warning(f"Interrupted: {snap.message}. The completed epochs are kept below.", icon=":material/warning:")
+        with slot.container():
+            st.warning(f"Interrupted: {snap.message}. The completed epochs are kept below.", icon=":material/warning:")
+            if snap.owner == identity.owner():
+                st.button("Launch it again", key=f"relaunch_{snap.run_id}", on_click=_relaunch, args=(snap.run_id,),
+                          icon=":material/replay:", help="A new run with the same data, split and settings.")
     elif snap.status == "stopped":
         slot.info(f"Stopped after {snap.epochs_done} completed epoch(s); they are kept, with a checkpoint when at "
                   "least one epoch completed.", icon=":material/stop_circle:")

@@ -230,6 +230,14 @@ def editor_key(run_id: str, version: int = 0) -> str:
     return f"new_user_popular_{run_id}_{version}"
 
 
+def stored_ratings(at: AppTest, run_id: str) -> dict:
+    """This session's person's ratings as the run store keeps them (what a reload gets back)."""
+    from ui import jobs
+
+    store = jobs.get_store()
+    return store.user_ratings(at.session_state["identity__person"].owner, store.get(run_id).dataset)
+
+
 def test_new_user_rates_movies_and_gets_recommendations(runs, shared_data):
     rid, model = runs["ml"]
     items = views.item_table(model, load_dataset("ml-100k", data_dir=shared_data, download=False))
@@ -249,7 +257,7 @@ def test_new_user_rates_movies_and_gets_recommendations(runs, shared_data):
     at.run()
     assert not at.exception, at.exception
     rated = dict(zip(popular["item"].iloc[[0, 1, 3]].tolist(), [5.0, 1.0, 4.0]))
-    assert at.session_state["new_user_ratings"][rid] == rated
+    assert stored_ratings(at, rid) == rated
     # ... and one more found by the search.
     at.text_input(key="new_user_search").input("godfather").run()
     assert at.selectbox(key="new_user_pick").value == 127  # The Godfather (1972), the most-rated match
@@ -257,7 +265,7 @@ def test_new_user_rates_movies_and_gets_recommendations(runs, shared_data):
     at.button(key="new_user_add").click().run()
     assert not at.exception, at.exception
     rated[127] = 5.0
-    assert at.session_state["new_user_ratings"][rid] == rated
+    assert stored_ratings(at, rid) == rated
     # The table was rebuilt from the ratings after the outside change: it keeps the edits and
     # shows the searched rating too (The Godfather is among the 50 most-rated).
     table = at.data_editor[0].value.set_index("item")["your rating"]
@@ -299,10 +307,10 @@ def test_new_user_rates_movies_and_gets_recommendations(runs, shared_data):
     # Take one back, then start over.
     at.selectbox(key="new_user_remove_pick").set_value(127).run()
     at.button(key="new_user_remove").click().run()
-    assert 127 not in at.session_state["new_user_ratings"][rid]
+    assert 127 not in stored_ratings(at, rid)
     at.button(key="new_user_clear").click().run()
     assert not at.exception
-    assert at.session_state["new_user_ratings"][rid] == {}
+    assert stored_ratings(at, rid) == {}
     assert any("No ratings yet" in i.value for i in at.info)
     assert at.data_editor[0].value["your rating"].isna().all()
 

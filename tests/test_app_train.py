@@ -349,7 +349,7 @@ def test_runs_page_lists_runs_and_compares_them(runs_dir):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert list(table["run id"]) == [second, first]  # newest first
-    assert set(table["whose"]) == {"you"} and set(table["status"]) == {"finished"}
+    assert all(o.endswith("(you)") for o in table["owner"]) and set(table["status"]) == {"finished"}
     assert table["test RMSE"].notna().all() and table["biases only"].notna().all()
 
     at.multiselect(key="runs_compare").set_value([first, second]).run()
@@ -408,9 +408,14 @@ def test_runs_page_shows_other_sessions_runs_and_interrupted_ones(runs_dir):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     row = table[table["run id"] == record.id].iloc[0]
-    assert row["status"] == "interrupted" and row["whose"] == "class" and row["epochs"] == "2/10"
-    at.selectbox(key="runs_detail").set_value(record.id).run()
+    assert row["status"] == "interrupted" and row["owner"] == "unnamed" and row["epochs"] == "2/10"
+    detail_box(at).set_value(record.id).run()
     assert any("Interrupted" in w.value and "2 completed" in w.value for w in at.warning)
+
+
+def detail_box(at):
+    """The Runs page's run chooser (its key carries the selected run)."""
+    return next(s for s in at.selectbox if (s.key or "").startswith("runs_detail"))
 
 
 def test_form_help_comes_from_the_config_docstrings():

@@ -16,7 +16,10 @@ dataset that is both trained on and shown is held twice.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,8 @@ import streamlit as st
 from mfcore.data.dataset import RatingData
 from mfcore.errors import RunnerError
 from mfcore.runs.store import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStore, default_runs_dir
+
+log = logging.getLogger(__name__)
 
 # The live view redraws this often while a run is queued or running (seconds).
 LIVE_INTERVAL_S = 1.0
@@ -48,10 +53,43 @@ def load_for_runner(spec: str) -> RatingData:
 # ---------------------------------------------------------------------------- the runner
 @st.cache_resource(show_spinner=False)
 def _runner_for(runs_dir: str):
-    from mfcore.runs.runner import DatasetCache, JobRunner
+    from mfcore.runs.executors import make_executor
+    from mfcore.runs.runner import DatasetCache, JobRunner, default_max_workers
 
     store = RunStore(runs_dir)
-    return JobRunner(store, load_data=DatasetCache(load_for_runner, max_items=RUNNER_DATA_CACHE))
+    executor = make_executor(default_max_workers(), DatasetCache(load_for_runner, max_items=RUNNER_DATA_CACHE))
+    runner = JobRunner(store, executor=executor)
+    if executor.kind == "local":
+        threading.Thread(target=_warm_up, name="mfstudio-warm-up", daemon=True).start()
+    return runner
+
+
+WARM_UP_SPEC = "synthetic:n_users=60,n_items=50,density=0.3,rank=4,noise=0.3,popularity_skew=1.0,seed=0"
+
+
+def _warm_up() -> None:
+    """Load the compiled kernels the default preset uses once, at server start, off every page's path.
+
+    Trains the default preset for one epoch on a tiny synthetic set, so a student's first
+    Launch does not wait for numba to load (or compile) its kernels.
+    """
+    from mfcore.config import RuntimeOptions, config_to_dict
+    from mfcore.presets import PRESETS
+    from mfcore.runs.job import JobSpec, run_job
+
+    default = PRESETS["default"]
+    train = {**config_to_dict(default.train), "epochs": 1}
+    if train.get("average_from") is not None:
+        train["average_from"] = 1
+    spec = JobSpec("warm-up", WARM_UP_SPEC, "random:0.1", 0, config_to_dict(default.model), train,
+                   config_to_dict(RuntimeOptions(device="cpu")), checkpoint_every_s=1e9)
+    t0 = time.perf_counter()
+    try:
+        run_job(spec, lambda event: None)
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run its compile time
+        log.warning("kernel warm-up failed", exc_info=True)
+        return
+    log.info("kernels warm in %.2f s", time.perf_counter() - t0)
 
 
 def runs_dir() -> Path:

@@ -16,7 +16,7 @@ import streamlit as st
 from mfcore.data.dataset import RatingData
 from mfcore.errors import MFError
 from mfcore.recommender import TrainedModel
-from ui import jobs, state
+from ui import identity, jobs, state
 from ui.datasets import describe_spec, load_data
 
 
@@ -50,14 +50,15 @@ def _inspectable(snapshot: Any) -> bool:
 def _option_label(snapshot: Any) -> str:
     rmse = jobs.latest_test_rmse(snapshot)
     score = f"RMSE {rmse:.4f}" if rmse is not None else "no epochs yet"
-    return f"{snapshot.label or 'run'} · {snapshot.dataset.split(':')[0]} · {snapshot.status} · {score} · {snapshot.run_id}"
+    return (f"{snapshot.label or 'run'} · {snapshot.owner_name} · {snapshot.dataset.split(':')[0]} · "
+            f"{snapshot.status} · {score} · {snapshot.run_id}")
 
 
 def selected_run() -> SelectedRun | None:
     """Sidebar picker + the chosen run's model and data; None (with a message) if none."""
     state.init_state()
     try:
-        runs = [s for s in jobs.get_runner().list(owner=state.get(state.SESSION_ID)) if _inspectable(s)]
+        runs = [s for s in jobs.get_runner().list(owner=identity.owner()) if _inspectable(s)]
     except MFError as exc:
         st.error(f"The run store could not be read: {exc}")
         return None

@@ -6,7 +6,6 @@ cannot silently split one setting into two.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import streamlit as st
@@ -16,7 +15,6 @@ DATASET_SPEC = "dataset_spec"  # str for mfcore.data.sources.load_dataset: "synt
 SYNTHETIC_PARAMS = "synthetic_params"  # dict of make_synthetic keyword arguments
 SPLIT_SPEC = "split_spec"  # str for mfcore.data.splits.make_split, e.g. "random:0.1"
 SEED = "seed"  # int, seeds the split and the model
-SESSION_ID = "session_id"  # str: this browser session's owner id for the job runner
 ACTIVE_RUN = "active_run"  # str | None: the run the train page follows live
 SELECTED_RUN = "selected_run"  # str | None: the run the inspection pages show
 COMPARE_RUNS = "compare_runs"  # list[str]: runs overlaid on the runs page
@@ -33,12 +31,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def init_state() -> None:
-    """Fill in defaults (once per browser session) and a stable session id."""
+    """Fill in defaults (once per browser session); who the session is lives in ``ui.identity``."""
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
-    if SESSION_ID not in st.session_state:
-        st.session_state[SESSION_ID] = uuid.uuid4().hex[:12]
 
 
 def get(key: str) -> Any:

@@ -183,9 +183,6 @@ def from_frame(
     ratings = frame["rating"].to_numpy(dtype=np.float32)
     if rating_scale is None:
         rating_scale = (float(ratings.min()), float(ratings.max())) if len(ratings) else (1.0, 5.0)
-        if len(ratings) and rating_scale[0] == rating_scale[1]:
-            raise DataError(f"every rating is {rating_scale[0]:g}, so there is nothing to learn (the scale is taken "
-                            "from the data); a ratings file needs at least two different ratings")
     timestamp = frame["timestamp"].to_numpy(dtype=np.int64) if "timestamp" in frame.columns else None
     items = _complete_items(items, np.asarray(item_raw))
     return RatingData(

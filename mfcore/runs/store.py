@@ -234,8 +234,8 @@ class RunRecord:
 
     @property
     def who(self) -> str:
-        """The owner's name for display ("cli" for runs without an owner)."""
-        return self.owner_name or ("cli" if not self.owner else self.owner[:8])
+        """The owner's name for display ("cli" for runs without an owner, "unnamed" before names existed)."""
+        return self.owner_name or ("cli" if not self.owner else "unnamed")
 
 
 # ---------------------------------------------------------------------------- process identity

@@ -153,13 +153,13 @@ def load_ratings_file(
         items = load_items_file(items_path, columns=items_columns,
                                 id_kind=frame["item"].dtype.kind)
     source = f"ratings file {path} (separator {preview.separator!r}, {preview.encoding})"
-    try:
-        return from_frame(frame, name=name or path.stem, items=items, rating_scale=rating_scale,
-                          source=source, duplicates_dropped=dropped)
-    except DataError as exc:
-        if exc.path is None:
-            raise DataError(str(exc), path=path) from None
-        raise
+    r = frame["rating"].to_numpy()
+    if rating_scale is None and len(r) > 1 and r.min() == r.max():
+        # the scale is taken from the data: a single value leaves nothing to learn (and no scale)
+        raise DataError(f"every rating is {float(r[0]):g}, so there is nothing to learn; a ratings file "
+                        "needs at least two different ratings", path=path)
+    return from_frame(frame, name=name or path.stem, items=items, rating_scale=rating_scale,
+                      source=source, duplicates_dropped=dropped)
 
 
 def load_items_file(

@@ -105,6 +105,34 @@ class MFModel(nn.Module):
         return out
 
     @torch.no_grad()
+    def predict_with_buffers(
+        self, users: torch.Tensor, items: torch.Tensor, buffers: dict[str, torch.Tensor],
+        weights: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``predict`` computed in reusable buffers: the same operations in the same order
+        (the same values), but no fresh memory per call. A run evaluates every epoch, and
+        freshly allocated pages cost ~5 us per 4 KiB here (10k test ratings at k = 64:
+        three 2.5 MB temporaries, ~4 ms, as long as the epoch itself). ``buffers`` is any
+        dict, filled on the first call and grown when needed; ``weights`` (a state dict,
+        e.g. averaged weights) replaces the model's own parameters.
+        The result is a view of a buffer: use it before the next call."""
+        w = weights or {"user_factors": self.user_factors, "item_factors": self.item_factors,
+                        "user_bias": self.user_bias, "item_bias": self.item_bias, "global_bias": self.global_bias}
+        n, k = len(users), w["user_factors"].shape[1]
+        p = _buffer(buffers, "p", (n, k), self.device)
+        q = _buffer(buffers, "q", (n, k), self.device)
+        s = _buffer(buffers, "s", (n,), self.device)
+        torch.index_select(w["user_factors"], 0, users, out=p)
+        torch.index_select(w["item_factors"], 0, items, out=q)
+        torch.sum(p.mul_(q), dim=1, out=s)
+        s.add_(w["global_bias"])
+        if self.config.use_bias:
+            b = _buffer(buffers, "b", (n, 1), self.device)
+            s.add_(torch.index_select(w["user_bias"], 0, users, out=b).squeeze(1))
+            s.add_(torch.index_select(w["item_bias"], 0, items, out=b).squeeze(1))
+        return self.squash(s).clamp_(*self.rating_scale)
+
+    @torch.no_grad()
     def predict_in_chunks(self, users: torch.Tensor, items: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
         """``predict`` over long index tensors without a huge temporary."""
         parts = [self.predict(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)]
@@ -118,8 +146,23 @@ class MFModel(nn.Module):
             s = s + self.user_bias[users] + self.item_bias.T
         return self.squash(s).clamp(*self.rating_scale)
 
+    @torch.no_grad()
     def weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
+        """No NaN or infinity in any parameter. Checked through each tensor's sum (a NaN or an
+        infinity makes the sum non-finite; one reduction per tensor and one sync, instead of
+        a boolean copy of every table); a sum overflowing float32 from finite weights
+        (|w| ~ 1e34) also counts as not finite: such a run has diverged anyway."""
+        sums = torch.stack([p.detach().sum() for p in self.parameters()])
+        return bool(torch.isfinite(sums).all())
+
+
+def _buffer(buffers: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A float32 view of ``shape`` on a kept buffer (reallocated only when it is too small)."""
+    size = math.prod(shape)
+    buf = buffers.get(name)
+    if buf is None or buf.numel() < size or buf.device != device:
+        buf = buffers[name] = torch.empty(size, dtype=torch.float32, device=device)
+    return buf[:size].view(shape)
 
 
 def _logit_within(value: float, bounds: tuple[float, float]) -> float:

@@ -336,3 +336,114 @@ def test_updates_every_row_names_the_dense_optimizers(changes, model_changes, de
     assert updates_every_row(mc, tc) is dense
     if changes.get("optimizer") not in ("als",) and not (changes.get("batch_size") == 1 and not model_changes):
         assert TorchOptimStepper.uses_sparse_updates(tc) is not dense
+
+
+# --------------------------------------------------------------------------- issue 13: per-epoch costs
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_buffered_predictions_equal_predict_bit_for_bit(data_and_split, use_bias):
+    from mfcore.model import MFModel
+
+    data, split = data_and_split
+    model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=6, init_std=0.5, use_bias=use_bias),
+                    global_mean=3.0, rating_scale=(1, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.user_bias.normal_(0, 0.3)
+        model.item_bias.normal_(0, 0.3)
+    u, i = (torch.from_numpy(a[split.test]) for a in (data.user_idx, data.item_idx))
+    buffers: dict = {}
+    assert torch.equal(model.predict_with_buffers(u, i, buffers), model.predict(u, i))
+    assert torch.equal(model.predict_with_buffers(u[:7], i[:7], buffers), model.predict(u[:7], i[:7]))  # reused, smaller
+    other = {k: v * 0.5 for k, v in model.state_dict().items()}
+    expected = MFModel(data.n_users, data.n_items, model.config, global_mean=3.0, rating_scale=(1, 5))
+    expected.load_state_dict(other)
+    assert torch.equal(model.predict_with_buffers(u, i, buffers, other), expected.predict(u, i))
+
+
+def test_evaluating_the_average_in_buffers_equals_evaluating_it_swapped_in(data_and_split):
+    from mfcore.training.trainer import _WeightAverager
+
+    data, split = data_and_split
+    trainer = fit(data, split, ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=0.02, batch_size=1, epochs=2))
+    model = trainer.model
+    averager = _WeightAverager(model)
+    averager.add(model)
+    with torch.no_grad():
+        model.user_factors.mul_(0.7)
+    averager.add(model)
+    u, i, r = (torch.from_numpy(a[split.test]) for a in (data.user_idx, data.item_idx, data.rating))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = trainer._evaluate(model, averager, u, i, r)
+    with averager.swapped_in(model):
+        slow = _rmse_mae(model, u, i, r)
+    assert fast == slow
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model was not touched
+
+
+def test_weights_finite_sees_a_nan_or_an_infinity_anywhere(data_and_split):
+    from mfcore.model import MFModel
+
+    model = MFModel(5, 4, ModelConfig(n_factors=3), global_mean=3.0, rating_scale=(1, 5))
+    assert model.weights_finite()
+    for name, value in (("item_factors", float("nan")), ("user_bias", float("inf")), ("user_factors", -float("inf"))):
+        with torch.no_grad():
+            getattr(model, name).view(-1)[-1] = value
+        assert not model.weights_finite()
+        with torch.no_grad():
+            getattr(model, name).view(-1)[-1] = 0.0
+        assert model.weights_finite()
+
+
+def test_warm_up_loads_the_default_presets_kernels_once(data_and_split):
+    """After warm_up a default-preset run adds no new compiled specialisation (no compile
+    in the first epoch), and a second warm_up is nearly free."""
+    from mfcore.presets import get_preset
+    from mfcore.training import implicit
+
+    kernels.warm_up()
+    loaded = {f: len(f.signatures) for f in (implicit._users_pass, implicit._fold_users, kernels._sgd_epoch)}
+    assert all(n == 1 for n in loaded.values())
+    assert kernels.warm_up() < 0.5
+    data, split = data_and_split
+    preset = get_preset("default")
+    fit(data, split, preset.model, TrainConfig(**{**preset.train.__dict__, "epochs": 2, "average_from": 2}))
+    assert {f: len(f.signatures) for f in loaded} == loaded
+
+
+def test_the_cli_training_path_imports_no_scikit_learn(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from mfcore.cli import main; "
+            "rc = main(['train', '--dataset', 'synthetic:n_users=60,n_items=40,density=0.3,rank=2,seed=0', "
+            "'--epochs', '2', '--json']); "
+            "assert rc == 0; assert 'sklearn' not in sys.modules, 'scikit-learn was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_implicit_pass_shuffles_each_users_ratings_in_place_keeping_them(data_and_split):
+    """The pass reorders the stepper's user-grouped records every epoch; each user keeps
+    exactly their (item, rating) pairs."""
+    from mfcore.presets import get_preset
+    from mfcore.training.implicit import ImplicitSGDStepper
+    from mfcore.model import MFModel
+
+    data, split = data_and_split
+    preset = get_preset("default")
+    u, i, r = (torch.from_numpy(a[split.train]) for a in (data.user_idx, data.item_idx, data.rating))
+    train = TrainTensors(u, i, r, l2_row_weights(u, data.n_users, 0.5), l2_row_weights(i, data.n_items, 0.5))
+    model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=4), global_mean=3.0, rating_scale=(1, 5))
+    stepper = ImplicitSGDStepper(model, preset.train, train)
+
+    def per_user():
+        return [sorted(zip(stepper.items[a:b].tolist(), stepper.ratings[a:b].tolist()))
+                for a, b in zip(stepper.indptr[:-1], stepper.indptr[1:])]
+
+    before, items_before = per_user(), stepper.items.copy()
+    for _ in stepper.epoch(torch.Generator().manual_seed(0)):
+        pass
+    assert per_user() == before
+    assert not np.array_equal(stepper.items, items_before)

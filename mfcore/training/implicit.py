@@ -14,6 +14,15 @@ Per user (in a shuffled user order) and per rating (shuffled within the user):
     q_i += lr (e z_u - l2 w_i q_i)           p_u += lr (e q_i - l2 w_u p_u)   (z_u moves with p_u)
 then, once per user,  y_j += lr (|N(u)|^-½ Σ e q_i - l2_implicit v_j |N(u)| y_j)  for j in N(u),
 with v_j the item's count weight divided by the mean user count.
+
+One compiled call runs a slice of the user order (about ``RATINGS_PER_CALL`` ratings: the
+progress and cancel points). Inside it nothing is allocated: each user's ratings are
+shuffled in place (the stepper owns its user-sorted copy), p_u, z_u, the implicit part
+and the error-weighted item sum live in four preallocated rows, and the rows of the
+next ratings are prefetched. On the CPU the item factors and both biases are the
+model's own storage (updated in place, no copies) and the fold writes the model's user
+factors in place; on other devices the stepper works on CPU copies and publishes them.
+Measurements: ``benchmarks/NOTES.md`` (section 9).
 """
 
 from __future__ import annotations
@@ -26,78 +35,129 @@ import torch
 
 from mfcore.config import TrainConfig
 from mfcore.model import MFModel
+from mfcore.training.kernels import FASTMATH, _draw, prefetch
+
+PREFETCH_AHEAD = 4
+"""Ratings ahead (within a user) whose item rows the pass prefetches."""
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
+@numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
 def _users_pass(users_order, indptr, items, ratings, P, Q, Y, bu, bi, g, lr, l2, l2b, l2y, wu, wi, wy,
-                use_bias, seed):  # pragma: no cover - compiled
-    np.random.seed(seed)
+                use_bias, seed, work):  # pragma: no cover - compiled
+    """One slice of the user order; returns the summed squared error (each rating's
+    error measured before its own update). ``work``: a (4, k) float32 scratch array."""
     k = P.shape[1]
-    z = np.zeros(k, np.float32)
-    acc = np.zeros(k, np.float32)
+    z = work[0]    # z_u, moving with p_u
+    p = work[1]    # p_u
+    c = work[2]    # |N(u)|^-½ Σ y_j (fixed during the user's ratings)
+    acc = work[3]  # Σ e q_i, then lr |N(u)|^-½ Σ e q_i
     sq = 0.0
+    state = np.uint64(seed)
     for a in users_order:
         s0 = indptr[a]
         s1 = indptr[a + 1]
         n = s1 - s0
         if n == 0:
             continue
+        # This epoch's order of the user's ratings: Fisher-Yates of the records in place.
+        for t in range(s1 - 1, s0, -1):
+            state, m = _draw(state, np.uint64(t - s0 + 1))
+            j = s0 + np.int64(m >> np.uint64(32))
+            it = items[t]
+            items[t] = items[j]
+            items[j] = it
+            rt = ratings[t]
+            ratings[t] = ratings[j]
+            ratings[j] = rt
         s = np.float32(1.0 / np.sqrt(n))
         for f in range(k):
-            z[f] = 0.0
+            c[f] = 0.0
             acc[f] = 0.0
         for t in range(s0, s1):
-            j = items[t]
+            y = Y[items[t]]
             for f in range(k):
-                z[f] += Y[j, f]
+                c[f] += y[f]
+        pa = P[a]
         for f in range(k):
-            z[f] = P[a, f] + s * z[f]
-        perm = np.random.permutation(n)
+            c[f] *= s
+            p[f] = pa[f]
+            z[f] = pa[f] + c[f]
         ru = l2 * wu[a]
-        for tt in range(n):
-            t = s0 + perm[tt]
+        rbu = l2b * wu[a]
+        bua = bu[a, 0]
+        for t in range(s0, s1):
+            if t + PREFETCH_AHEAD < s1:
+                ahead = Q[items[t + PREFETCH_AHEAD]]
+                for f in range(0, k, 16):
+                    prefetch(ahead, f)
             b = items[t]
-            pred = g
-            if use_bias:
-                pred += bu[a, 0] + bi[b, 0]
+            q = Q[b]
+            dot = np.float32(0.0)
             for f in range(k):
-                pred += z[f] * Q[b, f]
+                dot += z[f] * q[f]
+            pred = g + dot
+            if use_bias:
+                pred += bua + bi[b, 0]
             e = ratings[t] - pred
             sq += e * e
             if use_bias:
-                bu[a, 0] += lr * (e - l2b * wu[a] * bu[a, 0])
+                bua += lr * (e - rbu * bua)
                 bi[b, 0] += lr * (e - l2b * wi[b] * bi[b, 0])
             ri = l2 * wi[b]
             for f in range(k):
-                q = Q[b, f]
-                Q[b, f] = q + lr * (e * z[f] - ri * q)
-                d = lr * (e * q - ru * P[a, f])
-                P[a, f] += d
+                qf = q[f]
+                q[f] = qf + lr * (e * z[f] - ri * qf)
+                d = lr * (e * qf - ru * p[f])
+                p[f] += d
                 z[f] += d
-                acc[f] += e * q
+                acc[f] += e * qf
+        if use_bias:
+            bu[a, 0] = bua
+        for f in range(k):
+            pa[f] = p[f]
+            acc[f] *= lr * s
+        shrink = lr * l2y * n
         for t in range(s0, s1):
             j = items[t]
+            y = Y[j]
+            keep = np.float32(1.0) - shrink * wy[j]
             for f in range(k):
-                Y[j, f] += lr * (s * acc[f] - l2y * wy[j] * n * Y[j, f])
+                y[f] = y[f] * keep + acc[f]
     return sq
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _fold_users(indptr, items, P, Y):  # pragma: no cover - compiled
-    """z_u = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j, one pass over the ratings (no n x k temporary)."""
-    Z = P.copy()
+@numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
+def _fold_users(indptr, items, P, Y, Z):  # pragma: no cover - compiled
+    """Z[u] = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j, one pass over the ratings, written into ``Z``
+    (which may be the model's user factors; no temporary)."""
     k = P.shape[1]
     for a in range(P.shape[0]):
         s0 = indptr[a]
         s1 = indptr[a + 1]
-        if s1 == s0:
-            continue
-        s = np.float32(1.0 / np.sqrt(s1 - s0))
+        za = Z[a]
+        pa = P[a]
+        for f in range(k):
+            za[f] = 0.0
         for t in range(s0, s1):
-            j = items[t]
+            y = Y[items[t]]
             for f in range(k):
-                Z[a, f] += s * Y[j, f]
-    return Z
+                za[f] += y[f]
+        s = np.float32(1.0 / np.sqrt(s1 - s0)) if s1 > s0 else np.float32(0.0)
+        for f in range(k):
+            za[f] = pa[f] + s * za[f]
+
+
+def _aligned(values: np.ndarray, dtype) -> np.ndarray:
+    """A copy of ``values`` as ``dtype`` starting on a 64-byte boundary (a cache line). numpy
+    aligns to 16 bytes; a 64-float row that starts mid-line spans five lines instead of four,
+    and the scratch rows (z, p, ...) measured up to 1.5x slower that way."""
+    values = np.asarray(values)
+    nbytes = values.size * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    out = raw[offset : offset + nbytes].view(dtype).reshape(values.shape)
+    out[...] = values
+    return out
 
 
 class ImplicitSGDStepper:
@@ -110,23 +170,31 @@ class ImplicitSGDStepper:
         self.model = model
         self.config = config
         self.lr = config.lr
-        users = train.users.cpu().numpy().astype(np.int64)
+        users = train.users.cpu().numpy()
         order = np.argsort(users, kind="stable")
+        self.counts = np.bincount(users, minlength=model.n_users).astype(np.int64)
         self.indptr = np.zeros(model.n_users + 1, dtype=np.int64)
-        self.indptr[1:] = np.cumsum(np.bincount(users, minlength=model.n_users))
-        self.items = train.items.cpu().numpy()[order].astype(np.int32)
-        self.ratings = train.ratings.cpu().numpy()[order].astype(np.float32)
-        self.wu = train.user_weight.cpu().numpy().astype(np.float32)
-        self.wi = train.item_weight.cpu().numpy().astype(np.float32)
-        counts = np.diff(self.indptr)
-        mean_user_count = float(counts[counts > 0].mean()) if (counts > 0).any() else 1.0
-        self.wy = (self.wi / mean_user_count).astype(np.float32)
+        np.cumsum(self.counts, out=self.indptr[1:])
+        self.items = _aligned(train.items.cpu().numpy()[order], np.int32)
+        self.ratings = _aligned(train.ratings.cpu().numpy()[order], np.float32)
+        self.wu = _aligned(train.user_weight.cpu().numpy(), np.float32)
+        self.wi = _aligned(train.item_weight.cpu().numpy(), np.float32)
+        rated = self.counts[self.counts > 0]
+        mean_user_count = float(rated.mean()) if len(rated) else 1.0
+        self.wy = _aligned(self.wi / mean_user_count, np.float32)
+        self.on_cpu = model.device.type == "cpu"
         # Explicit part p_u and implicit item vectors y_j live here; the model holds z_u.
-        self.P = model.user_factors.detach().cpu().numpy().copy()
-        self.Q = model.item_factors.detach().cpu().numpy().copy()
-        self.Y = np.zeros_like(self.Q)
-        self.bu = model.user_bias.detach().cpu().numpy().copy()
-        self.bi = model.item_bias.detach().cpu().numpy().copy()
+        self.P = _aligned(model.user_factors.detach().cpu().numpy(), np.float32)
+        if self.on_cpu:  # the model's own storage, updated in place
+            self.Q = model.item_factors.detach().numpy()
+            self.bu = model.user_bias.detach().numpy()
+            self.bi = model.item_bias.detach().numpy()
+        else:
+            self.Q = model.item_factors.detach().cpu().numpy().copy()
+            self.bu = model.user_bias.detach().cpu().numpy().copy()
+            self.bi = model.item_bias.detach().cpu().numpy().copy()
+        self.Y = _aligned(np.zeros_like(self.Q), np.float32)
+        self.work = _aligned(np.zeros((4, self.P.shape[1])), np.float32)
         self.n_train = len(self.ratings)
 
     def set_lr(self, lr: float) -> None:
@@ -134,31 +202,38 @@ class ImplicitSGDStepper:
 
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[int, float]]:
         cfg, m = self.config, self.model
-        g = float(m.global_bias.detach().cpu())
+        g = np.float32(float(m.global_bias.detach().cpu()))
         user_order = torch.randperm(m.n_users, generator=generator).numpy()
-        counts = np.diff(self.indptr)[user_order]
         # Cut the user order into calls of ~RATINGS_PER_CALL ratings (progress + cancel points).
-        bounds = np.searchsorted(np.cumsum(counts), np.arange(self.RATINGS_PER_CALL, self.n_train, self.RATINGS_PER_CALL))
-        sq_sum, done = 0.0, 0
-        for chunk, chunk_counts in zip(np.split(user_order, bounds + 1), np.split(counts, bounds + 1)):
+        ends = np.cumsum(self.counts[user_order])
+        cuts = np.searchsorted(ends, np.arange(self.RATINGS_PER_CALL, self.n_train, self.RATINGS_PER_CALL)) + 1
+        bounds = [0, *cuts.tolist(), len(user_order)]
+        args = (self.indptr, self.items, self.ratings, self.P, self.Q, self.Y, self.bu, self.bi, g,
+                np.float32(self.lr), np.float32(cfg.l2), np.float32(cfg.l2_bias), np.float32(cfg.l2_implicit),
+                self.wu, self.wi, self.wy, m.config.use_bias)
+        sq_sum = 0.0
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if hi <= lo:
+                continue
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-            sq_sum += float(_users_pass(
-                chunk.astype(np.int64), self.indptr, self.items, self.ratings, self.P, self.Q, self.Y, self.bu,
-                self.bi, np.float32(g), np.float32(self.lr), np.float32(cfg.l2), np.float32(cfg.l2_bias),
-                np.float32(cfg.l2_implicit), self.wu, self.wi, self.wy, m.config.use_bias, seed,
-            ))
-            done += int(chunk_counts.sum())
+            sq_sum += float(_users_pass(user_order[lo:hi], *args, seed, self.work))
+            done = int(ends[hi - 1])
             if done < self.n_train:
                 yield done, sq_sum
         self._publish()
         yield self.n_train, sq_sum
 
-    def folded_user_factors(self) -> np.ndarray:
+    def folded_user_factors(self, out: np.ndarray | None = None) -> np.ndarray:
         """z_u = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j for every user (p_u alone for users without ratings)."""
-        return _fold_users(self.indptr, self.items, self.P, self.Y)
+        out = np.empty_like(self.P) if out is None else out
+        _fold_users(self.indptr, self.items, self.P, self.Y, out)
+        return out
 
     def _publish(self) -> None:
         m = self.model
+        if self.on_cpu:  # Q and the biases are the model's storage already
+            self.folded_user_factors(out=m.user_factors.detach().numpy())
+            return
         with torch.no_grad():
             m.user_factors.copy_(torch.from_numpy(self.folded_user_factors()))
             m.item_factors.copy_(torch.from_numpy(self.Q))

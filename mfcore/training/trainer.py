@@ -82,6 +82,7 @@ class Trainer:
         self.baselines: dict[str, float] = {}
         self.final_metrics: dict[str, float] = {}
         self._cancel = threading.Event()
+        self._eval_buffers: dict[str, torch.Tensor] = {}  # per-epoch evaluation reuses its memory
 
     # -- control ----------------------------------------------------------------------
     def cancel(self) -> None:
@@ -229,12 +230,12 @@ class Trainer:
     # -- helpers ----------------------------------------------------------------------
     @torch.no_grad()
     def _evaluate(self, model: MFModel, averager: "_WeightAverager | None", u, i, r) -> tuple[float, float]:
+        """Test RMSE/MAE of the model (of the weight average once it has started), computed in
+        buffers kept for the run and without loading the average into the model."""
         if len(r) == 0:
             return math.nan, math.nan
-        if averager is not None and averager.count:
-            with averager.swapped_in(model):
-                return _rmse_mae(model, u, i, r)
-        return _rmse_mae(model, u, i, r)
+        weights = averager.mean_in_buffers() if averager is not None and averager.count else None
+        return _rmse_mae(model, u, i, r, buffers=self._eval_buffers, weights=weights)
 
     def _eval_state(self, model: MFModel, averager: "_WeightAverager | None") -> dict[str, torch.Tensor]:
         if averager is not None and averager.count:
@@ -249,6 +250,8 @@ class _WeightAverager:
     def __init__(self, model: MFModel) -> None:
         self.sums = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in model.state_dict().items()}
         self.count = 0
+        self._mean64: dict[str, torch.Tensor] | None = None
+        self._mean32: dict[str, torch.Tensor] = {}
 
     def add(self, model: MFModel) -> None:
         for k, v in model.state_dict().items():
@@ -257,6 +260,16 @@ class _WeightAverager:
 
     def mean_state(self) -> dict[str, torch.Tensor]:
         return {k: (s / self.count).to(torch.float32) for k, s in self.sums.items()}
+
+    def mean_in_buffers(self) -> dict[str, torch.Tensor]:
+        """``mean_state()``'s values (the same operations), written into tensors kept between
+        calls: valid until the next call. For the per-epoch evaluation (no fresh memory)."""
+        if self._mean64 is None:
+            self._mean64 = {k: torch.empty_like(s) for k, s in self.sums.items()}
+            self._mean32 = {k: torch.empty_like(s, dtype=torch.float32) for k, s in self.sums.items()}
+        for k, s in self.sums.items():
+            self._mean32[k].copy_(torch.div(s, self.count, out=self._mean64[k]))
+        return self._mean32
 
     def copy_to(self, model: MFModel) -> None:
         model.load_state_dict(self.mean_state())
@@ -292,11 +305,20 @@ EVAL_CHUNK = 1 << 20
 
 
 @torch.no_grad()
-def _rmse_mae(model: MFModel, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor) -> tuple[float, float]:
-    """Test RMSE and MAE, predicted and summed (in float64) one chunk at a time."""
+def _rmse_mae(model: MFModel, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, *,
+              buffers: dict[str, torch.Tensor] | None = None,
+              weights: dict[str, torch.Tensor] | None = None) -> tuple[float, float]:
+    """Test RMSE and MAE, predicted and summed (in float64) one chunk at a time; with
+    ``buffers`` (kept by the caller between calls) the predictions reuse their memory, with
+    ``weights`` (a state dict) they come from those weights instead of the model's."""
     sq, ab = 0.0, 0.0
     for s in range(0, len(r), EVAL_CHUNK):
-        err = (model.predict(u[s : s + EVAL_CHUNK], i[s : s + EVAL_CHUNK]) - r[s : s + EVAL_CHUNK]).double()
+        uu, ii = u[s : s + EVAL_CHUNK], i[s : s + EVAL_CHUNK]
+        if buffers is None and weights is None:
+            pred = model.predict(uu, ii)
+        else:
+            pred = model.predict_with_buffers(uu, ii, {} if buffers is None else buffers, weights)
+        err = (pred - r[s : s + EVAL_CHUNK]).double()
         sq += float(err.square().sum())
         ab += float(err.abs().sum())
     return math.sqrt(sq / len(r)), ab / len(r)

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from mfcore.errors import MFError
-from ui import identity, jobs, state
+from ui import downloads, identity, jobs, state
 from ui.run_charts import overlay
 
 TRAIN_PAGE = Path(__file__).resolve().parent / "train.py"
@@ -265,13 +265,8 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
 
     c1, c2, c3, c4 = st.columns(4)
     with c1:
-        path = Path(run.checkpoint_path) if run.checkpoint_path else None
-        have = path is not None and path.is_file()
-        st.download_button(
-            "Checkpoint (.pt)", data=partial(path.read_bytes) if have else b"", file_name=f"mfstudio-{run.id}.pt",
-            mime="application/octet-stream", disabled=not have, on_click="ignore", key=f"dl_ckpt_{run.id}",
-            icon=":material/download:", help=None if have else "No checkpoint was written for this run yet.",
-        )
+        # read on click, one checkpoint in memory at a time (ui/downloads.py)
+        downloads.checkpoint_button(run.checkpoint_path, file_name=f"mfstudio-{run.id}.pt", key=f"dl_ckpt_{run.id}")
     with c2:
         st.download_button(
             "Metrics (.csv)", data=partial(jobs.get_store().export_metrics_csv, run.id),

@@ -5,7 +5,7 @@ and the checkpoint size of the default preset at 70 and 400 epochs.
     python benchmarks/bounds.py --csv-mb 50        # a smaller file
     python benchmarks/bounds.py --only load        # or: --only checkpoint
 
-Loading runs in a fresh subprocess (``python -m mfcore.data.custom``-free: a tiny script
+Loading runs in a fresh subprocess (a tiny script
 calling :func:`mfcore.data.custom.load_ratings_file`) and reports its peak RSS (VmHWM)
 against the kept data: int32 user and item indices, float32 ratings and int64 timestamps
 are 20 bytes a rating. The checkpoint part trains the default preset on the default

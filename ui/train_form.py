@@ -332,9 +332,48 @@ def validate(values: dict[str, Any]) -> FormResult:
     check = getattr(cfg, "check_combination", None)
     if model is not None and train is not None and check is not None:
         attempt("optimizer", lambda: check(model, train))
+    if not errors and model is not None and train is not None:
+        shape = dataset_shape()
+        if shape is not None:  # the engine's bounds on work, model and checkpoint size
+            from mfcore.limits import check_run
+
+            attempt("epochs", lambda: check_run(*shape, model, train, runtime.keep_snapshots is not False))
     if errors:
         return FormResult(None, None, None, errors)
     return FormResult(model, train, runtime, {})
+
+
+def dataset_shape() -> tuple[int, int, int] | None:
+    """(users, items, ratings) of the chosen dataset, or None when it is not loaded/loadable."""
+    try:
+        from ui import datasets, state
+
+        data = datasets.load_data(state.get(state.DATASET_SPEC))
+    except Exception:  # noqa: BLE001 - no estimate is better than a broken form
+        return None
+    return data.n_users, data.n_items, data.n_ratings
+
+
+def draw_estimate() -> None:
+    """The run's size before Launch: epochs x factors x table size, checkpoint and memory
+    (mfcore.limits.estimate_run), with the engine's refusal when a bound is passed."""
+    from mfcore.limits import estimate_run
+
+    shape = dataset_shape()
+    if shape is None:
+        return
+    try:
+        model = ModelConfig(n_factors=int(st.session_state.get(_k("n_factors"), 64)))
+        train = TrainConfig(epochs=int(st.session_state.get(_k("epochs"), 40)),
+                            optimizer=str(st.session_state.get(_k("optimizer"), "sgd")))
+    except (ConfigError, TypeError, ValueError):
+        return
+    est = estimate_run(*shape, model, train)
+    problems = est.problems()
+    if problems:
+        st.warning(f"Too large for this server: {problems[0][1]}. ({est.describe()})", icon=":material/warning:")
+    else:
+        st.caption(f"Estimated size: {est.describe()}.")
 
 
 def _build_collecting(cls: type, kw: dict[str, Any], errors: dict[str, str]) -> Any:
@@ -580,6 +619,7 @@ def draw_form() -> None:
                             help=help_for("seed"))
             field_error("seed")
     draw_extra_fields()
+    draw_estimate()
     # Errors for fields without a widget of their own, so nothing is ever lost.
     known = {PREFIX + k for k in raw_values()}
     for field_name, message in (ss.get(ERRORS) or {}).items():

@@ -121,7 +121,10 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     preset = get_preset(args.preset or "default")
     model_config, train_config = _configs_from_args(args, preset)
-    runtime = RuntimeOptions(device=args.device, cpu_threads=args.threads, eval_ranking=args.ranking)
+    # Factor snapshots (the app's animated map) only go into a saved checkpoint: without --save
+    # nobody could see them.
+    runtime = RuntimeOptions(device=args.device, cpu_threads=args.threads, eval_ranking=args.ranking,
+                             keep_snapshots=None if args.save else False)
     dataset = args.dataset or (preset.dataset if args.preset else "synthetic")
     split_spec = args.split or (preset.split if args.preset else "random:0.1")
     seed = train_config.seed

@@ -47,8 +47,8 @@ def _users_pass(users_order, indptr, items, ratings, P, Q, Y, bu, bi, g, lr, l2,
     """One slice of the user order; returns the summed squared error (each rating's
     error measured before its own update). ``work``: a (4, k) float32 scratch array."""
     k = P.shape[1]
-    z = work[0]    # z_u, moving with p_u
-    p = work[1]    # p_u
+    z = work[0]    # z_u = p_u + c, moving with p_u (p_u itself is z_u - c: not kept)
+    cr = work[1]   # lr l2 w_u c: the part of p_u's L2 step that z_u's own shrinking leaves out
     c = work[2]    # |N(u)|^-½ Σ y_j (fixed during the user's ratings)
     acc = work[3]  # Σ e q_i, then lr |N(u)|^-½ Σ e q_i
     sq = 0.0
@@ -78,11 +78,12 @@ def _users_pass(users_order, indptr, items, ratings, P, Q, Y, bu, bi, g, lr, l2,
             for f in range(k):
                 c[f] += y[f]
         pa = P[a]
+        shrink_p = lr * l2 * wu[a]
         for f in range(k):
             c[f] *= s
-            p[f] = pa[f]
             z[f] = pa[f] + c[f]
-        ru = l2 * wu[a]
+            cr[f] = shrink_p * c[f]
+        keep_z = np.float32(1.0) - shrink_p
         rbu = l2b * wu[a]
         bua = bu[a, 0]
         for t in range(s0, s1):
@@ -103,18 +104,19 @@ def _users_pass(users_order, indptr, items, ratings, P, Q, Y, bu, bi, g, lr, l2,
             if use_bias:
                 bua += lr * (e - rbu * bua)
                 bi[b, 0] += lr * (e - l2b * wi[b] * bi[b, 0])
-            ri = l2 * wi[b]
+            # q_i += lr (e z_u - l2 w_i q_i);  z_u += lr (e q_i - l2 w_u p_u) with p_u = z_u - c
+            keep_q = np.float32(1.0) - lr * l2 * wi[b]
+            step = lr * e
             for f in range(k):
                 qf = q[f]
-                q[f] = qf + lr * (e * z[f] - ri * qf)
-                d = lr * (e * qf - ru * p[f])
-                p[f] += d
-                z[f] += d
+                zf = z[f]
+                q[f] = qf * keep_q + step * zf
+                z[f] = zf * keep_z + step * qf + cr[f]
                 acc[f] += e * qf
         if use_bias:
             bu[a, 0] = bua
         for f in range(k):
-            pa[f] = p[f]
+            pa[f] = z[f] - c[f]
             acc[f] *= lr * s
         shrink = lr * l2y * n
         for t in range(s0, s1):

@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 from mfcore import checkpoint
 from mfcore.events import EpochEnded, RunFailed, RunFinished, RunStarted
 from mfcore.runs.dask_executor import (ClusterError, DaskExecutor, SchedulerUnreachableError, WorkerLostError,
-                                       _debug_pid)
+                                       _debug_pid, warm_up)
 from mfcore.runs.executors import DASK_SCHEDULER_ENV, make_executor
 from mfcore.runs.job import CancelToken, CheckpointReady, JobSpec, Placed
 
@@ -84,6 +84,8 @@ def cluster():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as local:
         local.wait_for_workers(2, timeout=60)
+        with Client(local.scheduler_address, set_as_default=False) as c:
+            c.run(warm_up)  # imports and kernel compilation on both workers at once, not in the first tests
         yield local
 
 
@@ -215,27 +217,6 @@ def test_a_cuda_run_is_refused_without_a_gpu_worker_and_placed_only_on_one(clust
         executor.check(cuda)
 
 
-def test_a_killed_worker_fails_only_its_job_and_the_cluster_serves_the_next(cluster, client, executor):
-    rec = Recorder(executor, spec("doomed", dataset=TINY, epochs=100_000))
-    rec.wait_for(lambda: len(rec.of(EpochEnded)) >= 3)
-    address = next(p for p in rec.of(Placed)).where.split("(")[1].split(")")[0]
-    assert address.startswith(LOOPBACK)
-    pid = client.run(_debug_pid, workers=[address])[address]
-    killed_at = time.monotonic() - rec.t0
-    os.kill(pid, signal.SIGKILL)
-    rec.join(30)
-    assert isinstance(rec.error, WorkerLostError), rec.error
-    assert rec.error.worker == address and address in str(rec.error)
-    assert str(rec.error).startswith(f"Dask worker ") and "was lost while running this job" in str(rec.error)
-    assert rec.ended_at - killed_at < 5.0
-    assert not rec.of(RunFinished) and not rec.of(RunFailed)
-    # The nanny restarts the worker; the next job runs to its end.
-    client.wait_for_workers(2, timeout=60)
-    items: list = []
-    executor.execute(spec("after", dataset=TINY, epochs=3), items.append, CancelToken())
-    assert isinstance(items[-1], RunFinished) and items[-1].reason == "completed"
-
-
 def test_an_unreachable_scheduler_is_a_clear_error_quickly(monkeypatch):
     with socket.socket() as sock:  # a free loopback port, closed again: nothing listens there
         sock.bind(("127.0.0.1", 0))
@@ -257,3 +238,81 @@ def test_an_unreachable_scheduler_is_a_clear_error_quickly(monkeypatch):
     finally:
         ex.close()
     assert time.monotonic() - started < 5.0
+
+
+# ---------------------------------------------------------------------------- through the job runner
+
+
+def _run_request(owner: str, epochs: int, dataset: str = SMALL, device: str = "cpu"):
+    from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig
+    from mfcore.runs.runner import RunRequest
+
+    return RunRequest(dataset, "random:0.1", 0, ModelConfig(n_factors=8), TrainConfig(epochs=epochs),
+                      RuntimeOptions(device=device), owner=owner, label="cluster", owner_name=owner)
+
+
+@pytest.fixture
+def runner(cluster, tmp_path):
+    from mfcore.runs.runner import JobRunner
+    from mfcore.runs.store import RunStore
+
+    job_runner = JobRunner(RunStore(tmp_path / "runs"), executor=DaskExecutor(cluster.scheduler_address),
+                           checkpoint_every_s=0.3, max_queued_per_owner=None)
+    yield job_runner
+    job_runner.shutdown(wait=True)
+
+
+def test_runner_on_the_cluster_stores_events_placement_and_checkpoint(runner):
+    assert runner.max_workers == 2 and runner.cluster_status().kind == "dask"
+    run_id = runner.submit(_run_request("alice", epochs=6))
+    snap = runner.wait(run_id, timeout=60)
+    assert snap.status == "finished", (snap.status, snap.message)
+    assert snap.epochs_done == 6 and list(snap.history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert snap.placement.startswith("worker ") and LOOPBACK in snap.placement and snap.placement.endswith("· cpu")
+    assert snap.checkpoint_path and Path(snap.checkpoint_path).is_file()
+    model = runner.load_model(run_id)
+    assert len(model.history["test_rmse"]) == 6
+    assert model.metrics["test_rmse"] == pytest.approx(snap.metrics["test_rmse"])
+    # A CUDA run is refused at submit: no worker has a GPU.
+    with pytest.raises(ClusterError, match="no worker .* has a GPU"):
+        runner.submit(_run_request("alice", epochs=2, device="cuda"))
+
+
+def test_stop_through_the_runner_reaches_the_worker(runner):
+    from mfcore.runs.access import Actor
+
+    run_id = runner.submit(_run_request("bob", epochs=2000))
+    deadline = time.monotonic() + 60
+    while runner.snapshot(run_id).epochs_done < 2:
+        assert time.monotonic() < deadline, runner.snapshot(run_id)
+        time.sleep(0.05)
+    asked = time.monotonic()
+    runner.stop(run_id, Actor("bob"))
+    snap = runner.wait(run_id, timeout=15)
+    assert time.monotonic() - asked < 3.0
+    assert snap.status == "stopped", (snap.status, snap.message)
+    assert snap.epochs_done >= 2 and list(snap.history["epoch"]) == list(range(1, snap.epochs_done + 1))
+    assert snap.placement.startswith("worker ")
+
+
+# ---------------------------------------------------------------------------- last: it restarts a worker
+
+
+def test_a_killed_worker_fails_only_its_job_and_the_cluster_serves_the_next(cluster, client, executor):
+    rec = Recorder(executor, spec("doomed", dataset=TINY, epochs=100_000))
+    rec.wait_for(lambda: len(rec.of(EpochEnded)) >= 3)
+    address = next(p for p in rec.of(Placed)).where.split("(")[1].split(")")[0]
+    assert address.startswith(LOOPBACK)
+    pid = client.run(_debug_pid, workers=[address])[address]
+    killed_at = time.monotonic() - rec.t0
+    os.kill(pid, signal.SIGKILL)
+    rec.join(30)
+    assert isinstance(rec.error, WorkerLostError), rec.error
+    assert rec.error.worker == address and address in str(rec.error)
+    assert str(rec.error).startswith(f"Dask worker ") and "was lost while running this job" in str(rec.error)
+    assert rec.ended_at - killed_at < 5.0
+    assert not rec.of(RunFinished) and not rec.of(RunFailed)
+    # The next job runs to its end (on the other worker, while the nanny restarts the killed one).
+    items: list = []
+    executor.execute(spec("after", dataset=TINY, epochs=3), items.append, CancelToken())
+    assert isinstance(items[-1], RunFinished) and items[-1].reason == "completed"

@@ -20,11 +20,13 @@ from mfcore.metrics import iter_score_batches, ranking_metrics, ranking_users, r
 from mfcore.model import MFModel
 
 RANKING_MAX_USERS = 5_000  # more users cost n_users x n_items scores; a sample says enough
+CHUNK_WITH_BUFFERS = 1 << 20  # test sets up to this size are predicted in the caller's buffers
 
 
 def star_grid(data: RatingData) -> float:
     """1.0 when every rating is a whole star, else 0.5."""
-    return 1.0 if np.all(np.mod(data.rating[: 100_000], 1.0) == 0) else 0.5
+    head = data.rating[: 100_000]
+    return 1.0 if np.array_equal(head, np.rint(head)) else 0.5  # (np.mod took ~10x longer)
 
 
 @torch.no_grad()
@@ -37,12 +39,14 @@ def evaluate(
     k: int = 10,
     threshold: float | None = None,
     seed: int = 0,
+    buffers: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Test metrics of ``model``: rmse, mae, rating-class accuracy/precision/recall/F1
     (macro and weighted) and, with ``ranking``, precision/recall/NDCG/MAP@k and coverage.
 
     ``threshold`` ("relevant" = test rating >= it) defaults to 4 stars on the 1-5
-    scale, i.e. 80% of the scale's top.
+    scale, i.e. 80% of the scale's top. ``buffers`` (see ``MFModel.predict_with_buffers``): memory the
+    predictions may reuse, e.g. the trainer's per-epoch evaluation buffers (same values).
     """
     if len(split.test) == 0:
         return {"test_rmse": math.nan, "test_mae": math.nan}
@@ -50,7 +54,10 @@ def evaluate(
     users = torch.from_numpy(data.user_idx[split.test]).to(dev)
     items = torch.from_numpy(data.item_idx[split.test]).to(dev)
     truth = data.rating[split.test]
-    pred = model.predict_in_chunks(users, items).cpu().numpy()
+    if buffers is not None and len(users) <= CHUNK_WITH_BUFFERS:
+        pred = model.predict_with_buffers(users, items, buffers).cpu().numpy().copy()
+    else:
+        pred = model.predict_in_chunks(users, items).cpu().numpy()
     err = pred.astype(np.float64) - truth
     out: dict[str, Any] = {"test_rmse": float(np.sqrt(np.mean(err**2))), "test_mae": float(np.mean(np.abs(err)))}
     report = rating_class_report(pred, truth, grid=star_grid(data), scale=data.rating_scale)

@@ -377,7 +377,8 @@ def test_evaluating_the_average_in_buffers_equals_evaluating_it_swapped_in(data_
     fast = trainer._evaluate(model, averager, u, i, r)
     with averager.swapped_in(model):
         slow = _rmse_mae(model, u, i, r)
-    assert fast == slow
+    assert fast == pytest.approx(slow, rel=1e-6)
+    assert fast != trainer._evaluate(model, None, u, i, r)  # it did evaluate the average
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model was not touched
 
 
@@ -402,7 +403,8 @@ def test_warm_up_loads_the_default_presets_kernels_once(data_and_split):
     from mfcore.training import implicit
 
     kernels.warm_up()
-    loaded = {f: len(f.signatures) for f in (implicit._users_pass, implicit._fold_users, kernels._sgd_epoch)}
+    loaded = {f: len(f.signatures) for f in (implicit._users_pass, implicit._fold_users, kernels._sgd_epoch,
+                                              kernels._test_errors)}
     assert all(n == 1 for n in loaded.values())
     assert kernels.warm_up() < 0.5
     data, split = data_and_split
@@ -447,3 +449,23 @@ def test_the_implicit_pass_shuffles_each_users_ratings_in_place_keeping_them(dat
         pass
     assert per_user() == before
     assert not np.array_equal(stepper.items, items_before)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_compiled_test_errors_equal_the_torch_formula_with_clipping(data_and_split, use_bias):
+    from mfcore.model import MFModel
+
+    data, split = data_and_split
+    model = MFModel(data.n_users, data.n_items, ModelConfig(n_factors=5, init_std=1.0, use_bias=use_bias),
+                    global_mean=3.0, rating_scale=(1, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.user_bias.normal_(0, 0.5)
+        model.item_bias.normal_(0, 0.5)
+    u, i, r = (torch.from_numpy(a[split.test]) for a in (data.user_idx, data.item_idx, data.rating))
+    pred = model.predict(u, i)
+    assert (pred == 1).any() and (pred == 5).any()  # clipping is exercised at both ends
+    err = (pred - r).double()
+    sq, ab = kernels.test_errors_cpu(u.numpy(), i.numpy(), r.numpy(), model.state_dict(), use_bias, (1.0, 5.0))
+    assert sq == pytest.approx(float(err.square().sum()), rel=1e-6)
+    assert ab == pytest.approx(float(err.abs().sum()), rel=1e-6)
+    assert _rmse_mae(model, u, i, r, buffers={}) == pytest.approx(_rmse_mae(model, u, i, r), rel=1e-6)

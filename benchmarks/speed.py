@@ -28,6 +28,16 @@ torch DataLoader over (user, item, rating) rows, batch 512, Adam, autograd; writ
 here), and ``surprise`` (scikit-surprise SVD, 100 factors, 40 epochs, lr 0.01, reg 0.1)
 when that package is importable. It is a benchmark-only extra, never a dependency.
 Synthetic shapes train 32 factors (the issue's 25M target), real data the preset's 64.
+
+Side by side (``--side-by-side``, on by default for the real datasets when Surprise is
+installed and among ``--trainers``): ONE process loads the data once, then alternates our
+default preset and Surprise's ``SVD.fit`` ``--repeats`` times (default 3) and keeps the best
+of each, so both see the same machine state (a loaded 2-core box shifts CPU speed by up to
+2x between minutes: compare within one process, never across processes or hours). Ours is
+the whole ``fit()`` as the app runs it (baselines, every epoch's test RMSE for the live
+curve, factor snapshots, final metrics); Surprise's is the plain fit (no evaluation at
+all), its test predictions timed apart. Each row of the table above is one subprocess and
+one run (the ours rows' ``epoch s`` come from the per-epoch curve): do not divide those.
 """
 
 from __future__ import annotations
@@ -282,7 +292,59 @@ def _child_surprise(data, split, dataset: str, epochs: int | None) -> dict:
             "config": {"n_factors": 100, "epochs": n_epochs, "lr": 0.01, "reg": 0.1}}
 
 
+def _child_side_by_side(spec: dict) -> dict:
+    """Our default preset's whole fit() and Surprise SVD's plain fit, alternated in this one
+    process, best of ``repeats`` each (wall and this thread's CPU time)."""
+    import numpy as np
+    import pandas as pd
+    from surprise import SVD, Dataset, Reader
+
+    from mfcore.config import RuntimeOptions
+    from mfcore.presets import get_preset
+    from mfcore.training.trainer import fit
+
+    data, split = _load(spec["dataset"], spec["data_dir"])
+    preset = get_preset("default")
+    tr, te = split.train, split.test
+    t = time.perf_counter()
+    frame = pd.DataFrame({"u": data.user_idx[tr], "i": data.item_idx[tr], "r": data.rating[tr].astype(np.float64)})
+    trainset = Dataset.load_from_df(frame, Reader(rating_scale=data.rating_scale)).build_full_trainset()
+    surprise_prep = time.perf_counter() - t
+    test = list(zip(data.user_idx[te].tolist(), data.item_idx[te].tolist(), data.rating[te].tolist()))
+    runtime = RuntimeOptions(cpu_threads=spec.get("threads", 0))
+    ours: list[dict] = []
+    theirs: list[dict] = []
+    loads = [os.getloadavg()[0]]
+    for _ in range(spec.get("repeats", 3)):
+        w, c = time.perf_counter(), time.thread_time()
+        trainer = fit(data, split, preset.model, preset.train, runtime)
+        ours.append({"wall": time.perf_counter() - w, "cpu": time.thread_time() - c,
+                     "train_s": sum(trainer.history.seconds), "rmse": trainer.final_metrics["test_rmse"],
+                     "epochs": len(trainer.history.epoch)})
+        algo = SVD(n_factors=100, n_epochs=40, lr_all=0.01, reg_all=0.1, random_state=0)
+        w, c = time.perf_counter(), time.thread_time()
+        algo.fit(trainset)
+        fit_wall, fit_cpu = time.perf_counter() - w, time.thread_time() - c
+        w = time.perf_counter()
+        preds = algo.test(test)
+        predict_s = time.perf_counter() - w
+        rmse = math.sqrt(sum((p.est - p.r_ui) ** 2 for p in preds) / max(1, len(preds)))
+        theirs.append({"wall": fit_wall, "cpu": fit_cpu, "predict_s": predict_s, "rmse": rmse})
+        loads.append(os.getloadavg()[0])
+    best = lambda runs, key: min(r[key] for r in runs)  # noqa: E731
+    return {
+        "dataset": spec["dataset"], "kind": "side_by_side", "repeats": len(ours), "loadavg": loads,
+        "ours_runs": ours, "surprise_runs": theirs, "surprise_prep_s": surprise_prep,
+        "ours_wall": best(ours, "wall"), "ours_cpu": best(ours, "cpu"), "ours_train_s": best(ours, "train_s"),
+        "ours_rmse": ours[-1]["rmse"], "ours_epochs": ours[-1]["epochs"],
+        "surprise_wall": best(theirs, "wall"), "surprise_cpu": best(theirs, "cpu"),
+        "surprise_predict_s": best(theirs, "predict_s"), "surprise_rmse": theirs[-1]["rmse"],
+    }
+
+
 def child(spec: dict) -> dict:
+    if spec.get("mode") == "side_by_side":
+        return _child_side_by_side(spec)
     t = time.perf_counter()
     data, split = _load(spec["dataset"], spec["data_dir"])
     result = {"dataset": spec["dataset"], "trainer": spec["trainer"], "n_train": int(split.n_train),
@@ -401,6 +463,28 @@ def print_curves(rows: list[dict]) -> None:
             print(f"{r['trainer']:<9} " + " ".join(f"{_fmt(curve_at(r['curve'], t), '8.4f'):>8}" for t in times))
 
 
+def print_side_by_side(rows: list[dict]) -> None:
+    """The side-by-side block: ours vs Surprise, one process, best of N, plain fit times."""
+    for r in rows:
+        print(f"\n# {r['dataset']} side by side: one process, best of {r.get('repeats', '?')} each, alternated "
+              f"(load average {', '.join(f'{x:.1f}' for x in r.get('loadavg', []))})")
+        if "error" in r:
+            print(f"failed: {r['error']}")
+            continue
+        w = 66
+        print(f"{'run':<{w}} {'wall s':>7} {'cpu s':>7} {'RMSE':>7}")
+        print(f"{'ours: default preset, whole fit() with every epoch evaluated':<{w}} "
+              f"{r['ours_wall']:>7.3f} {r['ours_cpu']:>7.3f} {r['ours_rmse']:>7.4f}")
+        print(f"{'  of which its ' + str(r['ours_epochs']) + ' training epochs (the curve time axis)':<{w}} "
+              f"{r['ours_train_s']:>7.3f}")
+        print(f"{'Surprise: SVD.fit, 100 factors, 40 epochs, lr 0.01, reg 0.1':<{w}} "
+              f"{r['surprise_wall']:>7.3f} {r['surprise_cpu']:>7.3f} {r['surprise_rmse']:>7.4f}")
+        print(f"{'  outside its fit: trainset built, test set predicted':<{w}} "
+              f"{r['surprise_prep_s']:>7.3f} {r['surprise_predict_s']:>7.3f}")
+        print(f"speed-up, Surprise's plain fit / our whole fit: {r['surprise_wall'] / r['ours_wall']:.1f}x wall, "
+              f"{r['surprise_cpu'] / r['ours_cpu']:.1f}x CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, from {', '.join(DATASETS)}")
@@ -412,6 +496,10 @@ def main() -> None:
                         help="a run stops after the epoch that passes this much training time")
     parser.add_argument("--twin-chunk", type=int, default=4096,
                         help="ratings per step of the sgd-twin trainer (per-rating SGD's GPU path, run on the CPU)")
+    parser.add_argument("--side-by-side", choices=("auto", "on", "off"), default="auto",
+                        help="ours vs Surprise in one process, best of --repeats (auto: on for real data when the "
+                             "surprise trainer is asked for and installed)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side in the side-by-side block")
     parser.add_argument("--json-out", help="write all rows (with their curves) as JSON here")
     parser.add_argument("--from-json", help="reprint the table of an earlier --json-out file (current targets)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -429,6 +517,7 @@ def main() -> None:
                 r.update(summarise(r, r["target"]))
             _print_row(r)
         print_curves(saved["rows"])
+        print_side_by_side(saved.get("side_by_side", []))
         return
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -462,9 +551,24 @@ def main() -> None:
             rows.append(r)
             _print_row(r)
     print_curves(rows)
+    pairs = []
+    wanted = args.side_by_side == "on" or (args.side_by_side == "auto" and "surprise" in trainers)
+    if wanted and has_surprise:
+        for dataset in datasets:
+            if DATASETS[dataset][0] is not None and args.side_by_side != "on":
+                continue  # synthetic shapes: Surprise's 40 epochs take minutes there
+            spec = {"mode": "side_by_side", "dataset": dataset, "data_dir": args.data_dir,
+                    "repeats": args.repeats, "threads": args.threads}
+            r = run_child(spec, timeout=args.budget_s * 3 + 900)
+            r.setdefault("dataset", dataset)
+            pairs.append(r)
+            print_side_by_side([r])
+    elif args.side_by_side == "on":
+        print("\n# side by side: scikit-surprise is not installed (pip install scikit-surprise)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                   "cores": os.cpu_count(), "rows": rows}, indent=1))
+                                                   "cores": os.cpu_count(), "rows": rows,
+                                                   "side_by_side": pairs}, indent=1))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 from mfcore import checkpoint
 from mfcore.events import EpochEnded, RunFailed, RunFinished, RunStarted
 from mfcore.runs.dask_executor import (ClusterError, DaskExecutor, SchedulerUnreachableError, WorkerLostError,
-                                       _debug_pid, warm_up)
+                                       _debug_pid, _debug_running_tasks, warm_up)
 from mfcore.runs.executors import DASK_SCHEDULER_ENV, make_executor
 from mfcore.runs.job import CancelToken, CheckpointReady, JobSpec, Placed
 
@@ -293,6 +293,23 @@ def test_stop_through_the_runner_reaches_the_worker(runner):
     assert snap.status == "stopped", (snap.status, snap.message)
     assert snap.epochs_done >= 2 and list(snap.history["epoch"]) == list(range(1, snap.epochs_done + 1))
     assert snap.placement.startswith("worker ")
+
+
+def test_a_job_whose_server_goes_away_stops_on_its_worker(cluster, client):
+    """Future.cancel() cannot interrupt a running task: the worker notices its task was released."""
+    server = DaskExecutor(cluster.scheduler_address)
+    rec = Recorder(server, spec("orphan", dataset=TINY, epochs=100_000))
+    rec.wait_for(lambda: len(rec.of(EpochEnded)) >= 3)
+    server._client.close()  # the server's connection ends (as when its process dies)
+    rec.join(15)
+    assert isinstance(rec.error, SchedulerUnreachableError), rec.error
+    assert "lost the connection to the Dask scheduler" in str(rec.error)
+    # The scheduler forgets the task at once; the worker's thread must end too.
+    deadline = time.monotonic() + 5
+    while any(client.run(_debug_running_tasks).values()):
+        assert time.monotonic() < deadline, f"a worker still trains for nobody: {client.run(_debug_running_tasks)}"
+        time.sleep(0.1)
+    server.close()
 
 
 # ---------------------------------------------------------------------------- last: it restarts a worker

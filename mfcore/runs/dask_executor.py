@@ -60,6 +60,8 @@ CALL_TIMEOUT_S = 10.0
 UNSTARTED_STOP_S = 2.0
 # A background reconnection is tried at most this often while the scheduler is unreachable.
 RECONNECT_EVERY_S = 5.0
+# How long close() waits for running jobs (already told to stop) to end before disconnecting.
+CLOSE_WAIT_S = 5.0
 # Datasets kept in memory per worker process.
 MEMO_SIZE = 2
 
@@ -122,6 +124,8 @@ class DaskExecutor:
         self._workers_at = 0.0
         self._workers: dict[str, dict] = {}
         self._workers_lock = threading.Lock()
+        self._active = 0
+        self._idle = threading.Condition()
         self._connect()
 
     # -- connection -------------------------------------------------------------------------
@@ -238,10 +242,15 @@ class DaskExecutor:
             run_on_worker, spec, queue.name, stop.name,
             key=base, pure=False, resources={"GPU": 1} if spec.wants_gpu else None,
         )
+        with self._idle:
+            self._active += 1
         try:
             self._follow(client, spec, future, queue, stop, emit, cancel)
         finally:
             self._cleanup(client, future, queue, stop)
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     def _follow(self, client: Any, spec: JobSpec, future: Any, queue: Any, stop: Any,
                 emit: Callable[[Any], None], cancel: CancelToken) -> None:
@@ -370,6 +379,9 @@ class DaskExecutor:
         return ClusterStatus("dask", self.address, rows)
 
     def close(self) -> None:
+        """Disconnect, after up to CLOSE_WAIT_S for running jobs to end (the runner stops them first)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=CLOSE_WAIT_S)
         with self._connect_lock:
             self._closed = True
             client, self._client = self._client, None
@@ -480,11 +492,21 @@ def _checkpoint_bytes(item: CheckpointReady) -> bytes:
         return path.read_bytes()
 
 
+def _still_wanted(worker: Any, key: Any) -> bool:
+    """Whether the worker still runs ``key`` for someone (not cancelled or released by the scheduler)."""
+    try:
+        task = worker.state.tasks.get(key)
+    except Exception:  # noqa: BLE001 - the worker's internals moved: rely on the stop event alone
+        return True
+    return task is not None and task.state not in ("cancelled", "released", "forgotten")
+
+
 def run_on_worker(spec: JobSpec, queue_name: str, stop_name: str) -> str:
     """The Dask task: train ``spec`` here, reporting into the queue, stopping on the event."""
     from distributed import Event, Queue, get_client, get_worker
 
     worker = get_worker()
+    key = worker.get_current_task()
     client = get_client()
     queue = Queue(queue_name, client=client)
     stop = Event(stop_name, client=client)
@@ -508,14 +530,18 @@ def run_on_worker(spec: JobSpec, queue_name: str, stop_name: str) -> str:
         def watch() -> None:
             while not finished.is_set():
                 try:
-                    if stop.wait(timeout=STOP_POLL_S):
-                        with guard:
-                            stop_seen.set()
-                            for trainer in trainers:
-                                trainer.cancel()
-                        return
+                    asked = stop.wait(timeout=STOP_POLL_S)
                 except Exception:  # noqa: BLE001 - scheduler briefly away: keep watching
+                    asked = False
                     finished.wait(STOP_POLL_S)
+                # Nobody wants the result any more (Future.cancel(), or the server's client went
+                # away and the scheduler released the task): stop too rather than train on alone.
+                if asked or not _still_wanted(worker, key):
+                    with guard:
+                        stop_seen.set()
+                        for trainer in trainers:
+                            trainer.cancel()
+                    return
 
         watcher = threading.Thread(target=watch, name=f"mfstudio-stop-{spec.job_id}", daemon=True)
         watcher.start()
@@ -566,3 +592,8 @@ def warm_up() -> float:
 def _debug_pid() -> int:
     """For tests: the worker process's id (``client.run(_debug_pid)``)."""
     return os.getpid()
+
+
+def _debug_running_tasks(dask_worker: Any) -> int:
+    """For tests: task functions still running in this worker (``client.run(_debug_running_tasks)``)."""
+    return len(dask_worker.active_threads)

@@ -75,12 +75,18 @@ class Recorder:
         assert not self._thread.is_alive(), f"execute did not return within {timeout} s"
 
 
-def _listening_ips(pid: int) -> set[str]:
-    return {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+def _listening(pid: int) -> set[tuple[str, int]]:
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN}
+
+
+# What this test process listened on before the cluster (other test modules may have left servers).
+LISTENING_BEFORE: set[tuple[str, int]] = set()
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    LISTENING_BEFORE.update(_listening(os.getpid()))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as local:
         local.wait_for_workers(2, timeout=60)
@@ -112,11 +118,12 @@ def test_every_address_is_loopback(cluster, client):
         assert info["nanny"].startswith(LOOPBACK), info["nanny"]
     for nanny in cluster.workers.values():
         assert nanny.worker_address.startswith(LOOPBACK)
-    # What the processes actually listen on: the workers', and ours (scheduler and nannies).
-    pids = list(client.run(_debug_pid).values()) + [os.getpid()]
-    for pid in pids:
-        ips = _listening_ips(pid)
+    # What the processes actually listen on: the workers', and ours (the scheduler and the nannies).
+    for pid in client.run(_debug_pid).values():
+        ips = {ip for ip, _ in _listening(pid)}
         assert ips and ips <= {"127.0.0.1"}, (pid, ips)
+    ours = _listening(os.getpid()) - LISTENING_BEFORE
+    assert len(ours) >= 3 and {ip for ip, _ in ours} == {"127.0.0.1"}, ours
 
 
 def test_status_and_capacity(cluster, executor):
@@ -134,6 +141,7 @@ def test_events_stream_back_live_and_the_checkpoint_loads(executor, tmp_path):
     assert rec.error is None, rec.error
     kinds = [type(item).__name__ for _, item in rec.items]
     assert kinds[0] == "Placed" and kinds[1] == "RunStarted" and kinds[-1] == "RunFinished", kinds
+    assert rec.of(RunStarted)[0].device.startswith("cpu")
     placed = rec.of(Placed)[0]
     assert placed.where.startswith("worker ") and LOOPBACK in placed.where and placed.where.endswith("· cpu")
     epochs = rec.of(EpochEnded)

@@ -118,7 +118,6 @@ class DaskExecutor:
         self._connect_lock = threading.Lock()
         self._last_attempt = 0.0
         self._reconnecting = False
-        self._lock = threading.Lock()
         self._closed = False
         # Shared view of the workers (one scheduler query per WORKER_CHECK_S for all jobs).
         self._workers_at = 0.0
@@ -336,7 +335,9 @@ class DaskExecutor:
                 placed = {"name": last, "worker": last}
             raise lost("its process died")
         where = _worker_label(placed["name"], placed["worker"]) if placed else "a Dask worker"
-        raise ClusterError(f"the job failed on {where}: {one_line(exc)}")
+        hint = ("; start workers in an MF Studio checkout with PYTHONPATH=. and its requirements installed "
+                "(README, Cluster)") if isinstance(exc, ImportError) else ""
+        raise ClusterError(f"the job failed on {where}: {one_line(exc)}{hint}")
 
     def _worker_present(self, client: Any, address: str) -> bool:
         """Whether ``address`` is in the cluster (a shared, second-old view; a miss is asked again)."""

@@ -101,7 +101,7 @@ def leaderboard(runs: list) -> pd.DataFrame:
         diff = [f"{k.split('.', 1)[1]}={v}" for k, v in values.items() if k in base and base[k] != v]
         rows.append({"test RMSE": rmse, "owner": r.who, "label": r.label, "dataset": r.dataset, "split": r.split,
                      "differs from the default": ", ".join(diff) or "(the default)",
-                     "inspect": identity.run_link(r.id)})
+                     "inspect": identity.run_link(r.id, as_me=True)})
     frame = pd.DataFrame(rows)
     if len(frame):
         frame = frame.sort_values("test RMSE", kind="stable").reset_index(drop=True)
@@ -244,7 +244,7 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
     st.selectbox("Run", ids, index=ids.index(selected), format_func=labels.get, key=key,
                  on_change=lambda: state.put(state.SELECTED_RUN, st.session_state[key]))
     run = next(r for r in runs if r.id == selected)
-    where = f" · ran on {run.placement}" if run.placement else ""
+    where = f" · ran on {'this server' if run.placement == 'local' else run.placement}" if run.placement else ""
     st.markdown(
         f"{jobs.status_text(run.status)} · by **{run.who}** · **{run.dataset}** · split `{run.split}` · "
         f"{run.epochs_done}/{run.epochs_planned} epochs · device {run.device or '–'}{where} · "

@@ -179,15 +179,18 @@ def apply_run_link() -> str | None:
     return value
 
 
-def run_link(run_id: str) -> str:
-    """A link that opens ``run_id`` on the Runs page for anyone (no user token in it)."""
+def run_link(run_id: str, as_me: bool = False) -> str:
+    """A link that opens ``run_id`` on the Runs page: for anyone (no user token in it), or
+    ``as_me`` for this person (their token kept, e.g. the teacher's leaderboard links)."""
     base = ""
     try:
         url = st.context.url or ""
         base = url.split("?")[0].rsplit("/", 1)[0] if url else ""
     except Exception:  # noqa: BLE001 - older Streamlit: a relative link
         base = ""
-    return f"{base}/runs?{RUN_PARAM}={run_id}" if base else f"/runs?{RUN_PARAM}={run_id}"
+    token = current().token if as_me else None
+    query = f"{RUN_PARAM}={run_id}" + (f"&{TOKEN_PARAM}={token}" if token else "")
+    return f"{base}/runs?{query}"
 
 
 # ---------------------------------------------------------------------------- the sidebar

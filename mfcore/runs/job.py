@@ -200,6 +200,14 @@ def run_job(
                                                f"{one_line(exc)}", epoch=0, device=""))
         return
     try:
+        from mfcore.limits import check_run
+
+        check_run(data.n_users, data.n_items, int(split.n_train), config_from_dict(ModelConfig, spec.model_config),
+                  config_from_dict(TrainConfig, spec.train_config))
+    except MFError as exc:  # too large for this server: refused before any memory is taken
+        emit(RunFailed(reason="error", message=one_line(exc), epoch=0, device=""))
+        return
+    try:
         trainer = Trainer(
             data, split,
             config_from_dict(ModelConfig, spec.model_config),

@@ -276,6 +276,7 @@ class JobRunner:
         self._closed = False
         self._typical: tuple[float, float | None] = (0.0, None)  # (when computed, seconds)
         self.interrupted_on_start = store.mark_interrupted()
+        checkpoint.clean_temporary_files(store.runs_dir)  # writes killed mid-way by an earlier process
         self._threads = [
             threading.Thread(target=self._work, name=f"mfstudio-job-{k}", daemon=True)
             for k in range(self.max_workers)

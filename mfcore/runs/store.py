@@ -681,7 +681,7 @@ class RunStore:
         if not source or not os.path.isfile(source):
             return
         target = self.checkpoint_path_for(run_id)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             os.link(source, tmp)
         except OSError:

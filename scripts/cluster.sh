@@ -71,9 +71,10 @@ for _ in $(seq 100); do
 done
 port_open || { echo "cluster.sh: the scheduler did not open 127.0.0.1:$PORT within 10 s" >&2; exit 1; }
 
+# --preload: each worker imports torch and compiles mfcore's kernels as it starts, not in its first run.
 for i in $(seq 0 $((N - 1))); do
   args=("$ADDRESS" --host 127.0.0.1 --nthreads 1 --nworkers 1 --no-dashboard
-        --dashboard-address 127.0.0.1:0 --name "local-$i")
+        --dashboard-address 127.0.0.1:0 --name "local-$i" --preload mfcore.runs.dask_executor)
   if [ "$i" -lt "$GPUS" ]; then
     CUDA_VISIBLE_DEVICES="$i" "$VENV/bin/dask" worker "${args[@]}" --resources "GPU=1" &
   else

@@ -194,12 +194,16 @@ def test_a_cuda_run_is_refused_without_a_gpu_worker_and_placed_only_on_one(clust
     # A third worker that says it has a GPU (this machine has none), started like scripts/cluster.sh does.
     worker = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address, "--nthreads", "1",
-         "--host", "127.0.0.1", "--no-dashboard", "--resources", "GPU=1", "--name", "gpu-worker"],
+         "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--resources", "GPU=1",
+         "--name", "gpu-worker", "--preload", "mfcore.runs.dask_executor"],
         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client.wait_for_workers(3, timeout=60)
         gpu_address = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "gpu-worker")
         assert gpu_address.startswith(LOOPBACK)
+        for pid in (worker.pid, client.run(_debug_pid, workers=[gpu_address])[gpu_address]):  # nanny, worker
+            ips = {ip for ip, _ in _listening(pid)}
+            assert ips and ips <= {"127.0.0.1"}, (pid, ips)
         assert [w.gpus for w in executor.status().workers if w.name == "gpu-worker"] == [1]
         executor.check(cuda)  # now accepted
         for n in range(3):  # never on the two CPU-only workers

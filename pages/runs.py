@@ -325,6 +325,14 @@ def cluster_panel() -> None:
 
 def runs_view(was_live: bool) -> None:
     """Everything that changes while runs train; a fragment redrawn while any run is active."""
+    with jobs.redraw_cost("runs"):
+        live = _runs_view()
+    if was_live != live:
+        st.rerun(scope="app")  # a full run re-registers the fragment with (or without) its timer
+
+
+def _runs_view() -> bool:
+    """Draws the Runs page's changing part; returns whether any run is queued or running."""
     note = st.session_state.pop(NOTE, None)
     if note:
         (st.error if note[0] == "error" else st.success)(note[1])
@@ -333,13 +341,13 @@ def runs_view(was_live: bool) -> None:
         all_runs = jobs.get_store().list_runs()
     except MFError as exc:
         st.error(f"The run store could not be read: {exc}")
-        return
+        return False
     runs = [r for r in all_runs if r.owner == me] + [r for r in all_runs if r.owner != me]
     if not runs:
         st.info("No runs yet. Launch one on the Train page.", icon=":material/info:")
         if TRAIN_PAGE.is_file():
             st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-        return
+        return False
     live = any(r.is_active for r in runs)
     st.caption(f"{sum(r.owner == me for r in runs)} of yours, {sum(r.owner != me for r in runs)} from the class; "
                "newest first within each. Runs keep going when their tab closes."
@@ -367,8 +375,7 @@ def runs_view(was_live: bool) -> None:
     compare_section(runs, labels)
     st.divider()
     detail_section(runs, labels)
-    if was_live != live:
-        st.rerun(scope="app")  # a full run re-registers the fragment with (or without) its timer
+    return live
 
 
 st.title("Runs")

@@ -267,16 +267,17 @@ def live_view(was_live: bool) -> None:
     for one full rerun (``st.rerun(scope="app")``), in which the fragment is called
     without a timer, and the redraws stop.
     """
-    run_id = state.get(state.ACTIVE_RUN)
-    snap = jobs.snapshot(run_id)
-    if snap is None:
-        if run_id:
-            state.put(state.ACTIVE_RUN, None)
-        st.caption("No run yet: choose hyperparameters above and press Launch. Runs keep going when you "
-                   "switch pages or close the tab; find them all on the Runs page.")
-        return
-    live = jobs.is_active(snap.status)
-    draw_run(snap, live)
+    with jobs.redraw_cost("train"):
+        run_id = state.get(state.ACTIVE_RUN)
+        snap = jobs.snapshot(run_id)
+        if snap is None:
+            if run_id:
+                state.put(state.ACTIVE_RUN, None)
+            st.caption("No run yet: choose hyperparameters above and press Launch. Runs keep going when you "
+                       "switch pages or close the tab; find them all on the Runs page.")
+            return
+        live = jobs.is_active(snap.status)
+        draw_run(snap, live)
     if was_live and not live:
         st.rerun(scope="app")  # one full run that draws the fragment without a timer
 

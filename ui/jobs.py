@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import streamlit as st
 
@@ -35,6 +37,28 @@ log = logging.getLogger(__name__)
 LIVE_INTERVAL_S = 1.0
 # Datasets the runner keeps loaded (ml-25m takes ~1 GB; the app's own cache holds its copies).
 RUNNER_DATA_CACHE = 3
+
+
+# ---------------------------------------------------------------------------- redraw cost
+REDRAW_LOG_ENV = "MFSTUDIO_REDRAW_LOG"  # a file: each live redraw appends "name<TAB>cpu s<TAB>wall s"
+_redraw_lock = threading.Lock()
+
+
+@contextmanager
+def redraw_cost(name: str) -> Iterator[None]:
+    """Measure one redraw of a live view: the script thread's CPU time (the benchmark's
+    "server CPU per watching session per refresh"). Free unless ``$MFSTUDIO_REDRAW_LOG`` is set."""
+    path = os.environ.get(REDRAW_LOG_ENV, "").strip()
+    if not path:
+        yield
+        return
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    try:
+        yield
+    finally:
+        line = f"{name}\t{time.thread_time() - cpu0:.6f}\t{time.perf_counter() - wall0:.6f}\n"
+        with _redraw_lock, open(path, "a") as fh:
+            fh.write(line)
 
 
 # ---------------------------------------------------------------------------- data for workers

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
@@ -165,7 +166,8 @@ def download_file(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    # the pid in the name lets the next start tell an orphan (kill -9) from a live download
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -275,7 +277,8 @@ def extract_zip(
                                     f"{_member_name(info.filename)} (a zip bomb?); nothing was kept",
                                     path=zip_path)
                             out.write(chunk)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+            # zlib.error: a valid directory over damaged deflate data (issue 11)
             raise DataError(f"is not a valid zip file ({exc}); the download or upload may be "
                             "corrupt or truncated", path=zip_path) from None
         except (NotImplementedError, RuntimeError) as exc:  # encrypted / unknown compression

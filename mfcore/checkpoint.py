@@ -49,9 +49,63 @@ def from_trainer(trainer: Any, *, dataset: str = "", split: str = "") -> Trained
     )
 
 
+def check_save_path(path: str | Path) -> Path:
+    """Refuse, before any work, a checkpoint path that cannot be written (CheckpointError).
+
+    The path must not be a folder, its parent must be a folder (or creatable: the nearest
+    existing ancestor is a writable folder), and the parent must accept a new file. Nothing
+    is created: a missing parent is made by :func:`save` only.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give a file name for the checkpoint, e.g. {path / 'model.pt'}")
+    if not path.name or path.name in (".", ".."):
+        raise CheckpointError(f"{path}: give a file name for the checkpoint, e.g. model.pt")
+    parent = path.parent
+    existing = parent
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link
+            raise CheckpointError(f"{path}: {existing} is a broken link; choose another place for the checkpoint")
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(f"{path}: {existing} is a file, not a folder; choose another place for the checkpoint")
+    if existing == parent:
+        probe = None
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=parent)
+            os.close(fd)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot write into {parent} ({exc.strerror or exc}); "
+                                  "choose a writable place for the checkpoint") from None
+        finally:
+            if probe is not None:
+                os.unlink(probe)
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckpointError(f"{path}: cannot create folders in {existing} (not writable); "
+                              "choose a writable place for the checkpoint")
+    return path
+
+
 def save(trained: TrainedModel, path: str | Path) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
-    path = Path(path)
+    """Write atomically (temp file + rename): a crash never leaves half a checkpoint.
+
+    A path that cannot be written raises CheckpointError (naming the path and why), and
+    leaves nothing behind.
+    """
+    try:
+        return _save(trained, Path(path))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, IsADirectoryError) and Path(path).is_dir():
+            reason = "is a folder; give a file name for the checkpoint"
+        elif isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "a part of the path is a file, not a folder"
+        raise CheckpointError(f"{path}: the checkpoint could not be written ({reason})") from None
+
+
+def _save(trained: TrainedModel, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     m = trained.model
     payload: dict[str, Any] = {
@@ -106,22 +160,46 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
         )
         model.load_state_dict(state)
         model.to(device)
+        user_ids, item_ids = _ids_in(payload["user_ids"], "user"), _ids_in(payload["item_ids"], "item")
+        for kind, ids, rows in (("user", user_ids, n_users), ("item", item_ids, n_items)):
+            if len(ids) != rows:  # a crafted or mixed-up file: the id list must name every weight row
+                raise CheckpointError(f"{path}: damaged checkpoint ({len(ids):,} {kind} ids for {rows:,} "
+                                      f"{kind} weight rows); train the run again or use another checkpoint")
+        snapshots = _snapshots_in(payload.get("snapshots"))
+        for snap in snapshots[:1]:
+            for key, value in snap.items():
+                if key in state and np.ndim(value) >= 1 and value.shape[0] != state[key].shape[0]:
+                    raise CheckpointError(f"{path}: damaged checkpoint (factor snapshots of {key} have "
+                                          f"{value.shape[0]:,} rows, the weights {state[key].shape[0]:,})")
         return TrainedModel(
             model=model,
-            user_ids=_ids_in(payload["user_ids"], "user"),
-            item_ids=_ids_in(payload["item_ids"], "item"),
+            user_ids=user_ids,
+            item_ids=item_ids,
             model_config=model_config,
             train_config=train_config,
             dataset=payload.get("dataset", ""),
             split=payload.get("split", ""),
             history=payload.get("history", {}),
             metrics=payload.get("metrics", {}),
-            snapshots=_snapshots_in(payload.get("snapshots")),
+            snapshots=snapshots,
         )
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+    except CheckpointError:
+        raise
     except MFError as exc:
         raise CheckpointError(f"{path}: invalid checkpoint contents ({exc})") from None
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def read_epoch(path: str | Path) -> int | None:
+    """The last epoch recorded in a checkpoint's history (the epoch of the model it holds), or
+    None when the file cannot tell. Cheap: the weights are memory-mapped, not read."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        epochs = payload.get("history", {}).get("epoch") or []
+        return int(max(epochs)) if epochs else None
+    except Exception:  # noqa: BLE001 - an unreadable file simply has no known epoch
+        return None
 
 
 def _ids_out(index: IdIndex) -> Any:

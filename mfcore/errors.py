@@ -138,3 +138,14 @@ class CheckpointError(MFError):
 
 class RunnerError(MFError):
     """A job could not be queued (queue full, unknown job, bad request)."""
+
+
+class StoreError(RunnerError):
+    """The runs database cannot be used: damaged, read-only, on a full disk, locked, or
+    written by a newer MF Studio. ``path`` is the file, ``kind`` one of "damaged",
+    "newer", "readonly", "full", "busy", "unreadable"; the message says what to do."""
+
+    def __init__(self, message: str, *, path: str | Path, kind: str) -> None:
+        super().__init__(message)
+        self.path = str(path)
+        self.kind = kind

@@ -206,9 +206,10 @@ def test_mark_interrupted_keeps_completed_epochs(store):
     assert store.mark_interrupted() == 3
     rec = store.get(running)
     assert rec.status == "interrupted" and rec.epochs_done == 3 and rec.progress is None
-    assert rec.message == "the server stopped during training; 3 epochs were completed"
+    assert rec.message == ("the server stopped during training; 3 epochs were completed; no checkpoint was "
+                           "written, so there is no model to inspect")
     assert store.epochs(running)["epoch"].tolist() == [1, 2, 3]
-    assert store.get(one).message == "the server stopped during training; 1 epoch was completed"
+    assert store.get(one).message.startswith("the server stopped during training; 1 epoch was completed;")
     assert store.get(queued).status == "interrupted"
     assert "before this run started" in store.get(queued).message
     assert store.get(done).status == "finished"

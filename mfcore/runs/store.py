@@ -39,7 +39,8 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from mfcore.config import config_to_dict
-from mfcore.errors import RunnerError
+from mfcore.errors import RunnerError, StoreError
+from mfcore.runs import store_health
 from mfcore.runs.access import Actor, check_may_change
 from mfcore.events import EpochEnded, EpochProgress, Event, RunFailed, RunFinished, RunStarted
 
@@ -175,10 +176,19 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "").strip() or "runs")
 
 
-def interrupted_message(epochs_done: int) -> str:
-    """The message of a run whose process died (or shut down) while it trained."""
-    done = "1 epoch was" if epochs_done == 1 else f"{epochs_done} epochs were"
-    return f"the server stopped during training; {done} completed"
+def interrupted_message(epochs_done: int, checkpoint_epoch: int | None = -1) -> str:
+    """The message of a run whose process died (or shut down) while it trained.
+
+    ``checkpoint_epoch``: the epoch of the model its checkpoint holds (None: no checkpoint
+    was written; -1: not known, as when the run's own final checkpoint was written).
+    """
+    done = "1 epoch was" if epochs_done == 1 else f"{epochs_done:,} epochs were"
+    message = f"the server stopped during training; {done} completed"
+    if checkpoint_epoch is None:
+        return message + "; no checkpoint was written, so there is no model to inspect"
+    if 0 <= checkpoint_epoch < epochs_done:
+        return message + f"; kept: the checkpoint from epoch {checkpoint_epoch:,} (the model the inspect pages show)"
+    return message
 
 
 @dataclass(frozen=True)
@@ -227,6 +237,8 @@ class RunRecord:
     """The run whose computation (and stored result) this one shares, if any."""
     placement: str = ""
     """Where it ran: "local", or "worker <address> · <device>" on a Dask cluster."""
+    damaged: tuple[str, ...] = ()
+    """Columns of this run's row whose JSON is damaged (read as empty; the row is left as it is)."""
 
     @property
     def is_active(self) -> bool:
@@ -307,10 +319,17 @@ class RunStore:
 
     def __init__(self, runs_dir: str | Path | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.runs_dir = Path(runs_dir if runs_dir is not None else default_runs_dir()).resolve()
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.runs_dir / DB_NAME
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only parent (issue 11)
+            what = "is a file, not a folder" if self.runs_dir.exists() else (exc.strerror or str(exc))
+            raise StoreError(f"the runs folder {self.runs_dir} cannot be used ({what}); point "
+                             f"{RUNS_DIR_ENV} at a writable folder", path=self.runs_dir, kind="unreadable") from None
         self.busy_timeout_s = float(busy_timeout_s)
         self._local = threading.local()
+        store_health.check_header(self.db_path)  # only reads; damage -> StoreError naming the file
+        store_health.check_contents(self._conn(), self.db_path, SCHEMA_VERSION)
         self._init_schema()
 
     def __repr__(self) -> str:
@@ -563,7 +582,7 @@ class RunStore:
         count = 0
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, status, process FROM runs WHERE status IN ('queued', 'running')"
+                "SELECT id, status, process, checkpoint_path FROM runs WHERE status IN ('queued', 'running')"
             ).fetchall()
             for row in rows:
                 if _process_alive(row["process"]):
@@ -572,7 +591,7 @@ class RunStore:
                     message = "the server stopped before this run started; submit it again"
                 else:
                     done = conn.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (row["id"],)).fetchone()[0]
-                    message = interrupted_message(int(done))
+                    message = interrupted_message(int(done), _checkpoint_epoch(self._abs_checkpoint(row["checkpoint_path"])))
                 conn.execute(
                     "UPDATE runs SET status = 'interrupted', message = ?, finished_at = ? WHERE id = ?",
                     (message, now, row["id"]),
@@ -732,7 +751,13 @@ class RunStore:
             "SELECT item, rating FROM user_ratings WHERE owner = ? AND dataset = ? ORDER BY updated_at, rowid",
             (owner, dataset),
         ).fetchall()
-        return {json.loads(r["item"]): float(r["rating"]) for r in rows}
+        ratings = {}
+        for r in rows:
+            try:
+                ratings[json.loads(r["item"])] = float(r["rating"])
+            except (ValueError, TypeError):  # a damaged row is skipped, the others still count
+                continue
+        return ratings
 
     def set_user_rating(self, owner: str, dataset: str, item: Any, rating: float | None) -> None:
         """Store (or with None, remove) one of ``owner``'s ratings."""
@@ -835,6 +860,7 @@ class RunStore:
         progress = None
         if row["p_epoch"] is not None:
             progress = {key: row[f"p_{key}"] for key in PROGRESS_KEYS}
+        damaged = [c for c in _JSON_COLUMNS if not _json_ok(row[c])]  # one bad row must not hide the others
         return RunRecord(
             id=row["id"],
             created_at=row["created_at"],
@@ -849,7 +875,9 @@ class RunStore:
             train_config=_loads(row["train_config"]),
             runtime=_loads(row["runtime"]),
             status=row["status"],
-            message=row["message"],
+            message=row["message"] if not damaged else (
+                f"this run's stored {', '.join(damaged)} is damaged (not valid JSON) and was left as it is; "
+                "its settings cannot be shown or relaunched"),
             device=row["device"],
             baselines=_loads(row["baselines"]),
             metrics=_loads(row["metrics"]),
@@ -866,6 +894,7 @@ class RunStore:
             request_key=row["request_key"],
             shared_from=row["shared_from"],
             placement=row["placement"],
+            damaged=tuple(damaged),
         )
 
 
@@ -903,8 +932,35 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+_JSON_COLUMNS = ("model_config", "train_config", "runtime", "baselines", "metrics")
+
+
+def _json_ok(text: str | None) -> bool:
+    try:
+        return isinstance(json.loads(text), dict) if text else True
+    except (ValueError, TypeError):
+        return False
+
+
 def _loads(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+    """A JSON column as a dict; damaged JSON (a hand-edited or half-restored row) reads as {}."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _checkpoint_epoch(path: str | None) -> int | None:
+    """The epoch of the model in the checkpoint at ``path``; None when there is no file, -1 when unknown."""
+    if not path or not os.path.isfile(path):
+        return None
+    from mfcore.checkpoint import read_epoch
+
+    epoch = read_epoch(path)
+    return -1 if epoch is None else epoch
 
 
 def _epochs_frame(rows: list[sqlite3.Row]) -> pd.DataFrame:
@@ -924,3 +980,7 @@ def _finished_message(event: RunFinished, conn: sqlite3.Connection, run_id: str)
         return f"early stopping after {event.epochs_run} of {planned} epochs; kept the weights of epoch {event.best_epoch}"
     rmse = event.metrics.get("test_rmse", math.nan)
     return f"completed {event.epochs_run} epochs" + (f"; test RMSE {rmse:.4f}" if math.isfinite(rmse) else "")
+
+
+# Every public method raises StoreError (file, what is wrong, what to do) instead of sqlite3 errors.
+store_health.guard(RunStore)

@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the presets")
     d = sub.add_parser("datasets", help="list the MovieLens datasets and where they would come from")
     d.add_argument("--data-dir", type=Path)
+    d.add_argument("--cache-dir", type=Path, help="download cache (default $MFSTUDIO_CACHE or ~/.cache/mfstudio)")
     return parser
 
 
@@ -80,6 +81,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("train", "datasets"):
+            from mfcore.data.leftovers import clean_partial_downloads
+
+            clean_partial_downloads(args.cache_dir)  # downloads a killed run left unfinished
         if args.command == "train":
             return _train(args, out, err)
         if args.command == "presets":
@@ -100,8 +105,10 @@ def error_line(exc: MFError) -> str:
     facts (which dataset, which URL), the CLI puts its own fix after the reason.
     """
     if isinstance(exc, DatasetNotFoundError) and exc.known:
-        return (f"{exc}. Pass --data-dir with a folder holding extracted MovieLens data, or use "
-                "--dataset synthetic")
+        # a name that is simply wrong: the close names, not --data-dir (issue 11)
+        hint = f"did you mean --dataset {exc.suggestion}? " if exc.suggestion else ""
+        return (f"unknown dataset {exc.dataset!r}; {hint}valid names: {', '.join(exc.known)}, or a path to a "
+                "ratings file, MovieLens folder or zip")
     if isinstance(exc, DatasetNotFoundError):
         return (f"{exc.reason}; drop --no-download to download it, put its extracted folder or "
                 "official zip in the folder given with --data-dir, or use --dataset synthetic")
@@ -130,6 +137,10 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     seed = train_config.seed
 
     _check_settings(args)
+    if args.save:
+        from mfcore.checkpoint import check_save_path
+
+        check_save_path(args.save)  # a path that cannot be written fails now, not after training
     data = load_dataset(
         dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, download=not args.no_download,
         progress=None if args.json else _download_progress(err),
@@ -250,7 +261,7 @@ def _datasets(args: argparse.Namespace, out: TextIO) -> int:
 
     for name, info in DATASETS.items():
         local = find_local(name, args.data_dir) if args.data_dir else None
-        where = local or cached_dataset(name) or f"download {info.zip_mb:g} MB from {info.url}"
+        where = local or cached_dataset(name, args.cache_dir) or f"download {info.zip_mb:g} MB from {info.url}"
         print(f"{name:<16} {info.title}: {info.ratings:,} ratings, {info.users:,} users, {info.items:,} items, "
               f"scale {info.rating_scale[0]:g}-{info.rating_scale[1]:g} [{where}]", file=out)
     return 0

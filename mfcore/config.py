@@ -107,6 +107,12 @@ class TrainConfig:
         _check_float("lr", self.lr, 0.0, 100.0, low_open=True)
         _check_int("epochs", self.epochs, 1, 100_000)
         _check_int("batch_size", self.batch_size, 0, 100_000_000)
+        if self.batch_size == 0 and self.optimizer == "sgd" and self.lr < 1.0:
+            # one step per epoch of lr x the mean gradient: each row moves by about lr x its share of
+            # the ratings, so a per-rating lr leaves the model at the global mean (issue 11)
+            raise ConfigError("batch_size", f"0 means the whole training set in one step per epoch; plain SGD "
+                              f"then needs a learning rate of 1 or more (the 'lowrank' preset uses 50), not "
+                              f"{self.lr:g}; use batch size 1 for per-rating SGD, or a batch such as 256")
         _check_float("l2", self.l2, 0.0, 1e4)
         _check_float("l2_bias", self.l2_bias, 0.0, 1e4)
         _check_float("l2_count_power", self.l2_count_power, 0.0, 1.0)

@@ -403,6 +403,8 @@ class JobRunner:
     def relaunch(self, run_id: str, actor: Actor, owner_name: str = "", label: str | None = None) -> str:
         """Queue a new run of ``actor`` with ``run_id``'s data, split, seed and settings."""
         record = self.store.get(run_id)
+        if record.damaged:  # its settings read as empty: a relaunch would train the defaults instead
+            raise RunnerError(f"run {run_id}'s stored settings are damaged; it cannot be relaunched")
         request = RunRequest(
             dataset=record.dataset, split=record.split, seed=record.seed,
             model_config=config_from_dict(ModelConfig, record.model_config),

@@ -21,6 +21,7 @@ import streamlit as st
 from mfcore.errors import MFError
 from ui import downloads, identity, jobs, state
 from ui.run_charts import overlay
+from ui.text import md
 
 TRAIN_PAGE = Path(__file__).resolve().parent / "train.py"
 COMPARE_WIDGET = "runs_compare"  # the multiselect; mirrored into state.COMPARE_RUNS
@@ -158,7 +159,7 @@ def _delete(run_id: str) -> None:
     try:
         jobs.get_runner().delete(run_id, identity.actor())  # refuses others' and active runs
     except MFError as exc:
-        st.session_state[NOTE] = ("error", str(exc))
+        st.session_state[NOTE] = ("error", md(exc))
         return
     for key in (state.ACTIVE_RUN, state.SELECTED_RUN):
         if st.session_state.get(key) == run_id:
@@ -173,21 +174,21 @@ def _stop(run_id: str) -> None:
     try:
         jobs.get_runner().stop(run_id, identity.actor())
     except MFError as exc:
-        st.session_state[NOTE] = ("error", str(exc))
+        st.session_state[NOTE] = ("error", md(exc))
 
 
 def _rename(run_id: str, key: str) -> None:
     try:
         jobs.get_runner().rename(run_id, st.session_state.get(key, ""), identity.actor())
     except MFError as exc:
-        st.session_state[NOTE] = ("error", str(exc))
+        st.session_state[NOTE] = ("error", md(exc))
 
 
 def _relaunch(run_id: str) -> None:
     try:
         new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
     except MFError as exc:
-        st.session_state[NOTE] = ("error", str(exc))
+        st.session_state[NOTE] = ("error", md(exc))
         return
     state.put(state.ACTIVE_RUN, new_id)
     state.put(state.SELECTED_RUN, new_id)
@@ -246,7 +247,7 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
     run = next(r for r in runs if r.id == selected)
     where = f" · ran on {'this server' if run.placement == 'local' else run.placement}" if run.placement else ""
     st.markdown(
-        f"{jobs.status_text(run.status)} · by **{run.who}** · **{run.dataset}** · split `{run.split}` · "
+        f"{jobs.status_text(run.status)} · by **{md(run.who)}** · **{md(run.dataset)}** · split {md(run.split)} · "
         f"{run.epochs_done}/{run.epochs_planned} epochs · device {run.device or '–'}{where} · "
         f"created {_created(run.created_at)}"
     )
@@ -254,14 +255,14 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
         st.caption(f"Same data, split, seed and settings as run `{run.shared_from}`: it shares that computation.")
     st.caption(f"Link for anyone to open this run (read-only): `{identity.run_link(run.id)}`")
     if run.status == "interrupted":
-        st.warning(f"Interrupted: {run.message}. Its {run.epochs_done} completed epoch(s) are kept"
+        st.warning(f"Interrupted: {md(run.message)}. Its {run.epochs_done} completed epoch(s) are kept"
                    + (" and the last checkpoint can be downloaded." if run.checkpoint_path else "."),
                    icon=":material/warning:")
     elif run.status == "failed":
-        st.error(f"Failed: {run.message}\n\n**What to change:** {jobs.failure_advice(run.message)}",
+        st.error(f"Failed: {md(run.message)}\n\n**What to change:** {jobs.failure_advice(run.message)}",
                  icon=":material/error:")
     elif run.message:
-        st.caption(run.message)
+        st.caption(md(run.message))
 
     c1, c2, c3, c4 = st.columns(4)
     with c1:
@@ -289,14 +290,14 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
                       disabled=active, icon=":material/delete:",
                       help="Stop the run first." if active else "Deletes the run, its metrics and checkpoint.")
         else:
-            st.caption(f"{run.who}'s run: you can view and inspect it; only they can stop or delete it.")
+            st.caption(f"{md(run.who)}'s run: you can view and inspect it; only they can stop or delete it.")
     if may_change:
         rename_key = f"runs_rename_{run.id}"
         st.text_input("Label", value=run.label, key=rename_key, on_change=_rename, args=(run.id, rename_key),
                       max_chars=80)
     if may_change and st.session_state.get(CONFIRM_DELETE) == run.id:
         mine = run.owner == identity.owner()
-        st.warning(f"Delete run **{labels.get(run.id)}**" + ("" if mine else f", which {run.who} launched,")
+        st.warning(f"Delete run **{md(labels.get(run.id))}**" + ("" if mine else f", which {md(run.who)} launched,")
                    + " with its metrics and checkpoint? This cannot be undone.")
         d1, d2, _ = st.columns([1, 1, 4])
         d1.button("Yes, delete", type="primary", key="runs_delete_yes", on_click=_delete, args=(run.id,))
@@ -340,7 +341,7 @@ def _runs_view() -> bool:
     try:
         all_runs = jobs.get_store().list_runs()
     except MFError as exc:
-        st.error(f"The run store could not be read: {exc}")
+        st.error(f"The run store could not be read: {md(exc)}")
         return False
     runs = [r for r in all_runs if r.owner == me] + [r for r in all_runs if r.owner != me]
     if not runs:

@@ -18,6 +18,7 @@ from mfcore.training.steppers import updates_every_row
 from ui import identity, jobs, state, train_form
 from ui.datasets import describe_spec, table_rows
 from ui.run_charts import learning_curve, throughput
+from ui.text import md
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PAGE = ROOT / "pages" / "data.py"
@@ -52,7 +53,7 @@ def _launch() -> None:
     try:
         run_id = jobs.get_runner().submit(request)
     except MFError as exc:  # RunnerError (queue full, no GPU worker), ConfigError from the request
-        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
         return
     _follow(run_id)
     snap = jobs.snapshot(run_id)
@@ -71,14 +72,14 @@ def _stop(run_id: str) -> None:
     try:
         jobs.get_runner().stop(run_id, identity.actor())
     except MFError as exc:
-        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
 
 
 def _relaunch(run_id: str) -> None:
     try:
         new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
     except MFError as exc:
-        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
         return
     _follow(new_id)
     st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{new_id}` with the same settings.")
@@ -90,7 +91,7 @@ def data_line() -> None:
     spec, split, seed = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC), state.get(state.SEED)
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     with c1:
-        st.markdown(f"**Data:** {describe_spec(spec)} · **split** `{split}` · **split seed** {seed}")
+        st.markdown(f"**Data:** {md(describe_spec(spec))} · **split** {md(split)} · **split seed** {seed}")
     with c2:
         if DATA_PAGE.is_file():
             st.page_link(str(DATA_PAGE.relative_to(ROOT)), label="Change data", icon=":material/table_chart:")
@@ -181,16 +182,16 @@ def draw_run(snap, live: bool) -> None:
     title = snap.label or snap.run_id
     h1, h2 = st.columns([5, 1], vertical_alignment="bottom")
     with h1:
-        st.subheader(f"{jobs.status_text(snap.status)} · {title}", anchor=False)
+        st.subheader(f"{jobs.status_text(snap.status)} · {md(title)}", anchor=False)
     with h2:
         may_stop = identity.actor().may_change(snap.owner)
         st.button("Stop", key=f"stop_{snap.run_id}", on_click=_stop, args=(snap.run_id,), icon=":material/stop:",
                   disabled=not (live and may_stop), width="stretch",
                   help="Ends the run after the current batch; the completed epochs are kept." if may_stop
-                  else f"{snap.owner_name}'s run: only they (or the teacher) can stop it.")
-    where = f" · runs on **{snap.placement}**" if snap.placement and snap.placement != "local" else ""
+                  else f"{md(snap.owner_name)}'s run: only they (or the teacher) can stop it.")
+    where = f" · runs on **{md(snap.placement)}**" if snap.placement and snap.placement != "local" else ""
     same = f" · same as run `{snap.shared_from}`" if snap.shared_from else ""
-    st.caption(f"Run `{snap.run_id}` by {snap.owner_name} · {snap.dataset} · split `{snap.split}` · "
+    st.caption(f"Run `{snap.run_id}` by {md(snap.owner_name)} · {md(snap.dataset)} · split {md(snap.split)} · "
                f"device **{snap.device or 'not yet chosen'}**{where}{same}")
     progress = snap.progress or {}
     m = st.columns(5)
@@ -234,16 +235,16 @@ def status_slot(snap, rmse: float | None, base: float | None) -> None:
         if progress.get("total"):
             done, total = int(progress.get("done") or 0), int(progress["total"])
             slot.progress(min(1.0, done / total),
-                          text=f"epoch {progress.get('epoch')}: {done:,} of {total:,} ratings · {snap.message or ''}")
+                          text=f"epoch {progress.get('epoch')}: {done:,} of {total:,} ratings · {md(snap.message or '')}")
         else:
             slot.progress(min(1.0, snap.epochs_done / max(1, snap.epochs_planned)),
-                          text=f"{snap.epochs_done} of {snap.epochs_planned} epochs · {snap.message or 'starting'}")
+                          text=f"{snap.epochs_done} of {snap.epochs_planned} epochs · {md(snap.message or 'starting')}")
     elif snap.status == "failed":
-        slot.error(f"**The run failed:** {snap.message}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
+        slot.error(f"**The run failed:** {md(snap.message)}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
                    icon=":material/error:")
     elif snap.status == "interrupted":
         with slot.container():
-            st.warning(f"Interrupted: {snap.message}. The completed epochs are kept below.", icon=":material/warning:")
+            st.warning(f"Interrupted: {md(snap.message)}. The completed epochs are kept below.", icon=":material/warning:")
             if snap.owner == identity.owner():
                 st.button("Launch it again", key=f"relaunch_{snap.run_id}", on_click=_relaunch, args=(snap.run_id,),
                           icon=":material/replay:", help="A new run with the same data, split and settings.")

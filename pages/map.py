@@ -22,6 +22,7 @@ from mfcore.inspect import projection as proj
 from mfcore.inspect import views
 from ui import map_charts as charts
 from ui.selection import SelectedRun, selected_run
+from ui.text import md
 
 MAP_MAX_POINTS = 60_000  # WebGL draws ml-25m's 59,047 movies; users past this are sampled
 ANIMATION_MAX_POINTS = 4_000  # SVG frames (plotly cannot animate WebGL) stay smooth up to here
@@ -211,7 +212,7 @@ def _search(sel: SelectedRun, what: str, table: pd.DataFrame) -> tuple[Any | Non
             return None, 0
         hit = table.index[table["user"].astype(str) == text]
         if not len(hit):
-            st.warning(f"There is no user **{text}** in this model.", icon=":material/person_off:")
+            st.warning(f"There is no user **{md(text)}** in this model.", icon=":material/person_off:")
             return None, 0
         return table.at[hit[0], "user"], 0
     text = c1.text_input("Find a movie", key="map_search", placeholder="part of a title, e.g. star wars",
@@ -222,7 +223,7 @@ def _search(sel: SelectedRun, what: str, table: pd.DataFrame) -> tuple[Any | Non
     if not (text or "").strip():
         return None, n
     if not len(hits):
-        st.warning(f"No movie title contains “{text.strip()}”.", icon=":material/search_off:")
+        st.warning(f"No movie title contains “{md(text.strip())}”.", icon=":material/search_off:")
         return None, n
     labels = dict(zip(hits["item"], hits["label"] + " · " + hits["ratings"].map("{:,}".format) + " ratings"))
     options = list(labels)
@@ -264,14 +265,14 @@ def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) ->
         view = _map_view(*key, what, method, seed, cap, colour, searched, n_neigh, sel)
     if view["missing"]:
         hint = "choose a larger sample or PCA." if method != "pca" else "only a sample of this many points is drawn."
-        st.info(f"{table.set_index(id_col(what)).at[searched, 'label']} is not among the points drawn: {hint}",
+        st.info(f"{md(table.set_index(id_col(what)).at[searched, 'label'])} is not among the points drawn: {hint}",
                 icon=":material/info:")
     st.plotly_chart(view["fig"], key="map_chart", config={"scrollZoom": True})
     st.caption(view["note"] + " Drag to zoom, double-click to reset; hover a point for its numbers.")
     points, sim = view["points"], view["sim"]
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     if sim is not None and len(sim):
-        left.markdown(f"**Nearest neighbours of {table.set_index('item').at[searched, 'label']}** "
+        left.markdown(f"**Nearest neighbours of {md(table.set_index('item').at[searched, 'label'])}** "
                       "(cosine of the factor vectors)")
         cols = ["rank", "title", "similarity", "ratings"] + ([] if sim["on_map"].all() else ["on_map"])
         left.dataframe(sim[cols], hide_index=True,

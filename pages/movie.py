@@ -18,6 +18,7 @@ import streamlit as st
 from mfcore.inspect import views
 from ui import inspect_charts as charts
 from ui.selection import SelectedRun, selected_run
+from ui.text import md
 
 MOVIE_KEY = "movie_page_item"
 RUN_KEY = "movie_page_run"
@@ -73,7 +74,7 @@ def pick_movie(sel: SelectedRun, table: pd.DataFrame) -> Any | None:
                               help="Part of the title, e.g. 'star wars'. Empty: the 200 most-rated movies.")
         shown = views.search_items(table, query, limit=200)
         if shown.empty:
-            st.warning(f"No title contains “{query}”.")
+            st.warning(f"No title contains “{md(query)}”.")
             return None
         current = st.session_state[MOVIE_KEY]
         if current not in set(shown["item"]):
@@ -104,7 +105,7 @@ def summary(sel: SelectedRun, item: Any, row: pd.Series, movie: dict[str, Any]) 
     cols[2].metric("Mean predicted, all users", f"{np.mean(movie['predicted']):.2f}")
     cols[3].metric("Movie bias", f"{model.item_biases()[i]:+.3f}" if model.model_config.use_bias else "none")
     cols[4].metric("Vector length", f"{row['norm']:.3f}", help="L2 norm of its factor vector")
-    st.caption(f"Genres: {row['genres'] or '–'} · id {item}")
+    st.caption(f"Genres: {md(row['genres'] or '–')} · id {md(item)}")
 
 
 def users_table(frame: pd.DataFrame, demo: list[str]) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from mfcore.inspect import foldin, views
 from mfcore.inspect import projection as proj
 from ui import inspect_charts, my_ratings
 from ui import map_charts as charts
+from ui.text import md
 from ui.selection import SelectedRun, selected_run
 
 VERSION_KEY = "new_user_editor_version"  # {run id: int}; bumped to rebuild the table after outside changes
@@ -136,7 +137,7 @@ def search_and_add(sel: SelectedRun, table: pd.DataFrame, step: float) -> None:
         return
     hits = charts.find_titles(table, text)
     if not len(hits):
-        st.warning(f"No movie title contains “{text.strip()}”.", icon=":material/search_off:")
+        st.warning(f"No movie title contains “{md(text.strip())}”.", icon=":material/search_off:")
         return
     labels = dict(zip(hits["item"], hits["label"] + " · " + hits["ratings"].map("{:,}".format) + " ratings"))
     if st.session_state.get("new_user_pick") not in labels:
@@ -281,7 +282,7 @@ if sel is not None:
             folded = foldin.fold_in(sel.model, ratings)
             took_ms = 1000 * (time.perf_counter() - t0)
         except MFError as exc:
-            st.error(f"Your ratings could not be used: {exc}")
+            st.error(f"Your ratings could not be used: {md(exc)}")
     with right:
         search_and_add(sel, table, step)
         st.divider()

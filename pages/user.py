@@ -20,6 +20,7 @@ from mfcore.inspect import views
 from ui import inspect_charts as charts
 from ui import jobs
 from ui.selection import SelectedRun, selected_run
+from ui.text import html, md
 
 USER_KEY = "user_page_id"  # text input: the raw user id
 RUN_KEY = "user_page_run"  # the run the id was chosen for (a new run starts from its first user)
@@ -82,11 +83,11 @@ def pick_user(sel: SelectedRun) -> Any | None:
     try:
         user = ids[sel.data.user_ids.index_of(text)]
     except UnknownIdError:
-        st.warning(f"There is no user **{text}** in {sel.data.name}: it has {len(ids):,} users with ids {span}. "
+        st.warning(f"There is no user **{md(text)}** in {md(sel.data.name)}: it has {len(ids):,} users with ids {span}. "
                    "Type another id or press *Random user*.", icon=":material/person_off:")
         return None
     if user not in sel.model.user_ids:
-        st.warning(f"User {user} is in the data but not in this model's vocabulary (a model of other data?).")
+        st.warning(f"User {md(user)} is in the data but not in this model's vocabulary (a model of other data?).")
         return None
     return user.item() if isinstance(user, np.generic) else user
 
@@ -102,9 +103,9 @@ def profile(sel: SelectedRun, user: Any, ratings: pd.DataFrame) -> None:
     users = sel.data.users
     if users is not None and user in users.index:
         row = users.loc[user]
-        parts = [f"{name}: **{row[name]}**" for name in ("age", "gender", "occupation", "zip", "age_group")
+        parts = [f"{name}: **{md(row[name])}**" for name in ("age", "gender", "occupation", "zip", "age_group")
                  if name in row.index and pd.notna(row[name])]
-        st.markdown("User " + str(user) + " · " + " · ".join(p.replace("age_group", "age band") for p in parts))
+        st.markdown("User " + md(user) + " · " + " · ".join(p.replace("age_group", "age band") for p in parts))
 
 
 def errors(summary: pd.DataFrame, note: str) -> None:
@@ -169,7 +170,7 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
                                   help="Part of the title. Empty: the 200 most-rated movies.")
             by_pop = views.search_items(items, query, limit=200)
             if by_pop.empty:
-                c2.warning(f"No title contains “{query}”.")
+                c2.warning(f"No title contains “{md(query)}”.")
                 return
         else:
             by_pop = items.sort_values("ratings", ascending=False, kind="stable")
@@ -184,7 +185,7 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
     d = views.explain_prediction(model, user, item)
     steps = views.waterfall_steps(d, max_factors=int(max_f))
     title = sel.data.title_of(item)
-    st.plotly_chart(charts.prediction_waterfall(steps, f"User {user} × {charts._short(title, 60)}"),
+    st.plotly_chart(charts.prediction_waterfall(steps, f"User {html(user)} × {charts._short(title, 60)}"),
                     key="user_waterfall")
     lines = charts.decomposition_lines(d, "u")
     lines.append(f"**Prediction: {d['prediction']:.4f}**" + (
@@ -194,7 +195,7 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
 
 def their_ratings(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: pd.DataFrame) -> None:
     if not len(ratings):
-        st.info(f"User {user} has no ratings in {sel.data.name}.")
+        st.info(f"User {md(user)} has no ratings in {md(sel.data.name)}.")
         return
     left, right = st.columns([5, 4])
     left.plotly_chart(charts.actual_vs_predicted(ratings, sel.data.rating_scale), key="user_scatter")

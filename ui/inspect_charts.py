@@ -16,6 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ui.data_charts import log_ticks
+from ui.text import html
+from ui.text import short as text_short
 
 # One colour per role, the same on every inspection page.
 USER_COLOUR = "#1f77b4"
@@ -47,8 +49,8 @@ def _layout(fig: go.Figure, title: str, *, height: int = 340, x: str | None = No
 
 
 def _short(text: str, n: int = 38) -> str:
-    text = str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """A (user-supplied) name cut to ``n`` characters and HTML-escaped: plotly text (issue 11)."""
+    return text_short(text, n)
 
 
 def unique_labels(labels: Sequence[str], ids: Sequence[object]) -> list[str]:
@@ -77,7 +79,7 @@ def factor_heatmap(values: np.ndarray, labels: Sequence[str], title: str, *, gro
     top = float(np.percentile(finite, 99)) if finite.size else 1.0
     top = top if top > 0 else 1.0
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(k)), y=list(labels), colorscale=HEATMAP_SCALE, zmid=0.0, zmin=-top, zmax=top,
+        z=z, x=list(range(k)), y=[html(lab) for lab in labels], colorscale=HEATMAP_SCALE, zmid=0.0, zmin=-top, zmax=top,
         colorbar=dict(thickness=12, title=dict(text="value", side="right")),
         hovertemplate=f"%{{y}}<br>factor %{{x}}: %{{z:.3f}}<extra></extra>",
     ))
@@ -173,7 +175,7 @@ def factor_ends(low: pd.DataFrame, high: pd.DataFrame, factor: int, *, height: i
     fig = go.Figure(go.Bar(
         x=both["value"], y=labels, orientation="h",
         marker_color=np.where(both["value"] >= 0, "#b2182b", "#2166ac"),
-        customdata=np.c_[both["genres"].astype(str), both["ratings"]],
+        customdata=np.c_[both["genres"].astype(str).map(html), both["ratings"]],
         hovertemplate="%{y}<br>value %{x:.3f}<br>%{customdata[0]}<br>%{customdata[1]:,} ratings<extra></extra>",
     ))
     _layout(fig, f"Factor {factor}: the movies at both ends", height=height or max(320, 22 * len(both) + 80),
@@ -185,7 +187,7 @@ def factor_ends(low: pd.DataFrame, high: pd.DataFrame, factor: int, *, height: i
 def genre_means(profile: pd.DataFrame, factor: int, *, height: int | None = None) -> go.Figure:
     """Horizontal bars: the mean value of one factor over each genre's movies."""
     fig = go.Figure(go.Bar(
-        x=profile["mean"], y=profile["genre"], orientation="h",
+        x=profile["mean"], y=[html(g) for g in profile["genre"]], orientation="h",
         marker_color=np.where(profile["mean"] >= 0, "#b2182b", "#2166ac"),
         customdata=profile["items"],
         hovertemplate="%{y}: %{x:+.3f} from the average, over %{customdata:,} movies<extra></extra>",
@@ -224,7 +226,7 @@ def actual_vs_predicted(frame: pd.DataFrame, scale: tuple[float, float], *, jitt
         fig.add_trace(trace(
             x=x, y=part["predicted"], mode="markers", name=f"{name} ({len(part)})",
             marker=dict(color=colour, symbol=symbol, size=8 if name == "test" else 6, opacity=0.75),
-            customdata=np.c_[part["title"].astype(str), part["rating"], part["genres"].astype(str)],
+            customdata=np.c_[part["title"].astype(str).map(html), part["rating"], part["genres"].astype(str).map(html)],
             hovertemplate=("%{customdata[0]}<br>%{customdata[2]}<br>rated %{customdata[1]}, "
                            "predicted %{y:.2f}<extra>" + name + "</extra>"),
         ))
@@ -354,7 +356,7 @@ def group_bars(table: pd.DataFrame, title: str, *, height: int | None = None) ->
     it has and how many of them rated the movie; the same on hover. More than 8 groups
     (occupations) are drawn as horizontal bars so their names stay readable."""
     many = len(table) > 8
-    names = [f"{g} ({u:,} / {r:,})" if many else f"{g}<br>{u:,} / {r:,}"
+    names = [f"{html(g)} ({u:,} / {r:,})" if many else f"{html(g)}<br>{u:,} / {r:,}"
              for g, u, r in zip(table["group"], table["users"], table["raters"])]
     bars = []
     for column, count, name, colour, what in (

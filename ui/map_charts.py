@@ -19,6 +19,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from ui.data_charts import log_ticks
+from ui.text import html
+from ui.text import short as text_short
 
 PALETTE = qualitative.Dark24 + qualitative.Light24
 FOCUS_COLOUR = "#d62728"
@@ -64,8 +66,8 @@ def point_sizes(counts: np.ndarray, small: float = 3.0, large: float = 14.0) -> 
 
 
 def _short(text: str, n: int = 48) -> str:
-    text = str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """A (user-supplied) name cut to ``n`` characters and HTML-escaped: plotly text (issue 11)."""
+    return text_short(text, n)
 
 
 def _fmt_many(values: Sequence[float], spec: str) -> list[str]:
@@ -77,7 +79,7 @@ def _fmt_many(values: Sequence[float], spec: str) -> list[str]:
 def item_hover(table: pd.DataFrame) -> list[str]:
     """Hover text of a movie point: title, genres, ratings, mean rating, bias."""
     titles = [_short(t, 60) for t in table["title"].astype(str).tolist()]
-    genres = table["genres"].fillna("").astype(str).replace("", "–").tolist()
+    genres = [html(g) for g in table["genres"].fillna("").astype(str).replace("", "–").tolist()]
     counts = [f"{int(n):,}" for n in table["ratings"].tolist()]
     return [f"<b>{t}</b><br>{g}<br>{n} ratings · mean {m} · bias {b}"
             for t, g, n, m, b in zip(titles, genres, counts, _fmt_many(table["mean_rating"], ".2f"),
@@ -86,7 +88,8 @@ def item_hover(table: pd.DataFrame) -> list[str]:
 
 def user_hover(table: pd.DataFrame) -> list[str]:
     """Hover text of a user point: id, demographics when known, ratings, mean rating, bias."""
-    demo = [table[c].astype(str).tolist() for c in ("age", "gender", "occupation") if c in table.columns]
+    demo = [[html(v) for v in table[c].astype(str).tolist()] for c in ("age", "gender", "occupation")
+            if c in table.columns]
     extra = ["<br>" + " · ".join(parts) for parts in zip(*demo)] if demo else [""] * len(table)
     counts = [f"{int(n):,}" for n in table["ratings"].tolist()]
     return [f"<b>user {u}</b>{e}<br>{n} ratings · mean {m} · bias {b}"
@@ -198,7 +201,7 @@ def map_figure(points: pd.DataFrame, colour: str, *, colours: dict[str, tuple[st
     for name, rows, marker in _groups(points, colour, kind, label):
         marker = dict(marker, opacity=DIM_OPACITY if highlight else 0.75, line=dict(width=0))
         fig.add_trace(go.Scattergl(
-            x=points["x"].to_numpy()[rows], y=points["y"].to_numpy()[rows], mode="markers", name=name,
+            x=points["x"].to_numpy()[rows], y=points["y"].to_numpy()[rows], mode="markers", name=html(name),
             marker=marker, text=points["hover"].to_numpy(dtype=object)[rows].tolist(),
             hovertemplate="%{text}<extra></extra>", showlegend=kind == "category",
         ))
@@ -210,7 +213,7 @@ def map_figure(points: pd.DataFrame, colour: str, *, colours: dict[str, tuple[st
             text=[str(r) for r in (neighbours["rank"] if "rank" in neighbours else range(1, len(neighbours) + 1))],
             textposition="top right", textfont=dict(size=12, color=NEIGHBOUR_COLOUR),
             marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2, color=NEIGHBOUR_COLOUR)),
-            hovertext=neighbours["hover"] if "hover" in neighbours else neighbours["label"],
+            hovertext=neighbours["hover"] if "hover" in neighbours else neighbours["label"].map(html),
             hovertemplate="%{hovertext}<extra>neighbour</extra>",
         ))
     if focus is not None and len(focus):
@@ -219,7 +222,7 @@ def map_figure(points: pd.DataFrame, colour: str, *, colours: dict[str, tuple[st
             text=[_short(t, 40) for t in focus["label"]], textposition="bottom center",
             textfont=dict(size=13, color=FOCUS_COLOUR),
             marker=dict(size=20, symbol="star", color=FOCUS_COLOUR, line=dict(width=1, color="white")),
-            hovertext=focus["hover"] if "hover" in focus else focus["label"],
+            hovertext=focus["hover"] if "hover" in focus else focus["label"].map(html),
             hovertemplate="%{hovertext}<extra>searched</extra>",
         ))
     _layout(fig, title, height, axes, legend=legend and (kind == "category" or bool(highlight)))
@@ -243,7 +246,7 @@ def animation_figure(frames: Sequence[np.ndarray], points: pd.DataFrame, colour:
     first = np.asarray(frames[0])
     for name, rows, marker in groups:
         fig.add_trace(go.Scatter(
-            x=first[rows, 0], y=first[rows, 1], mode="markers", name=name,
+            x=first[rows, 0], y=first[rows, 1], mode="markers", name=html(name),
             marker=dict(marker, opacity=0.75, line=dict(width=0)), text=hover[rows].tolist(),
             hovertemplate="%{text}<extra></extra>", showlegend=kind == "category",
         ))

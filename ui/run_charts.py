@@ -25,6 +25,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from ui.text import html
+
 Figure = dict[str, Any]
 
 # Colours: one per role on a single run's chart, a cycle for overlays.
@@ -78,7 +80,7 @@ def _epochs(h: pd.DataFrame) -> list[int]:
 
 def _layout(title: str, x_title: str, y_title: str, revision: str, **extra: Any) -> dict[str, Any]:
     layout = {
-        "title": {"text": title},
+        "title": {"text": html(title)},  # titles name datasets and files: shown as text
         "xaxis": {"title": {"text": x_title}},
         "yaxis": {"title": {"text": y_title}},
         "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
@@ -192,7 +194,7 @@ def overlay(
             ys = _values(h[metric]) if metric in h else []
         data.append({
             "type": "scatter", "x": epochs, "y": ys, "mode": "lines+markers",
-            "name": str(run.get("label", f"run {n + 1}")),
+            "name": html(run.get("label", f"run {n + 1}")),  # a run label is user text (issue 11)
             "line": {"color": OVERLAY_COLOURS[n % len(OVERLAY_COLOURS)]}, "marker": {"size": 4},
         })
         base = run.get("baselines") or {}

@@ -18,6 +18,7 @@ from mfcore.errors import MFError
 from mfcore.recommender import TrainedModel
 from ui import identity, jobs, state
 from ui.datasets import describe_spec, load_data
+from ui.text import md
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class SelectedRun:
 
     @property
     def title(self) -> str:
+        """Run label, dataset and split as Markdown that shows them literally (labels and file
+        names are user text: issue 11)."""
         label = self.snapshot.label or self.run_id
-        return f"{label} · {describe_spec(self.snapshot.dataset)} · {self.snapshot.split}"
+        return md(f"{label} · {describe_spec(self.snapshot.dataset)} · {self.snapshot.split}")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -60,7 +63,7 @@ def selected_run() -> SelectedRun | None:
     try:
         runs = [s for s in jobs.get_runner().list(owner=identity.owner()) if _inspectable(s)]
     except MFError as exc:
-        st.error(f"The run store could not be read: {exc}")
+        st.error(f"The run store could not be read: {md(exc)}")
         return None
     if not runs:
         st.info("No trained model yet. Train one on the **Train** page (a few seconds on the synthetic data), "
@@ -81,7 +84,7 @@ def selected_run() -> SelectedRun | None:
         model = _load_model(chosen, snap.checkpoint_path, stamp)
         data = load_data(snap.dataset)
     except (MFError, OSError) as exc:
-        st.error(f"Run {chosen} cannot be inspected: {exc}")
+        st.error(f"Run {chosen} cannot be inspected: {md(exc)}")
         return None
     if snap.status in ("running", "queued"):
         st.sidebar.caption(f"Run is {snap.status}: showing its latest checkpoint (epoch {snap.epochs_done}).")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import identity
+from ui import health, identity
 from ui.state import init_state
 
 ROOT = Path(__file__).resolve().parent
@@ -50,6 +50,9 @@ def _section(rows: list[tuple[str, str, str]]) -> list[st.Page]:
 # favicon, which the browser would fetch from fonts.gstatic.com.
 st.set_page_config(page_title="MF Studio", page_icon="🎬", layout="wide")
 init_state()
+if not health.banner():  # settings or the run store unusable: one box says what and how to fix it
+    st.navigation({"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)})  # the menu only
+    st.stop()
 identity.establish()  # who this is: survives reloads through the URL token (or sign-in)
 identity.apply_run_link()  # ?run=<id> opens that run read-only
 identity.sidebar()

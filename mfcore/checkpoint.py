@@ -82,9 +82,13 @@ def check_save_path(path: str | Path) -> Path:
         finally:
             if probe is not None:
                 os.unlink(probe)
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        raise CheckpointError(f"{path}: cannot create folders in {existing} (not writable); "
-                              "choose a writable place for the checkpoint")
+    else:  # the parent is to be created: try a folder there (and remove it again)
+        try:
+            probe_dir = tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=existing)
+            os.rmdir(probe_dir)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot create folders in {existing} ({exc.strerror or exc}); "
+                                  "choose a writable place for the checkpoint") from None
     return path
 
 

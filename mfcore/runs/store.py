@@ -329,7 +329,7 @@ class RunStore:
         self.busy_timeout_s = float(busy_timeout_s)
         self._local = threading.local()
         store_health.check_header(self.db_path)  # only reads; damage -> StoreError naming the file
-        store_health.check_contents(self._conn(), self.db_path, SCHEMA_VERSION)
+        self._checked = False  # the first connection checks the contents before anything writes
         self._init_schema()
 
     def __repr__(self) -> str:
@@ -343,6 +343,9 @@ class RunStore:
             conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout_s, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            if not self._checked:  # quick_check and schema version, before the WAL switch writes the header
+                store_health.check_contents(conn, self.db_path, SCHEMA_VERSION)
+                self._checked = True
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
             conn.execute("PRAGMA foreign_keys = ON")

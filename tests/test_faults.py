@@ -446,3 +446,57 @@ def test_a_checkpoint_that_cannot_be_written_is_said_once_and_training_goes_on(t
     assert snap.message.count("No space left on device") == 1, snap.message  # said once in the run
     warnings = [r for r in caplog.records if "No space left" in r.getMessage()]
     assert len(warnings) == 1  # and once in the log, not once per attempt
+
+
+# ---------------------------------------------------------------------------- the app's start-up box
+APP = str(ROOT / "app.py")
+
+
+def _app_text(at) -> str:
+    """The Markdown of the page's boxes as the browser shows it (backslash escapes resolved)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", _raw_text(at))
+
+
+def _raw_text(at) -> str:
+    return " ".join(str(getattr(e, "value", "")) for kind in ("error", "warning", "info", "success", "markdown")
+                    for e in getattr(at, kind))
+
+
+def test_app_with_a_damaged_store_says_which_file_and_moves_it_aside_on_request(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    _store_with_runs(tmp_path / "runs")
+    db = _checkpointed(tmp_path / "runs")
+    _damage(db, "garbage_header")
+    before = db.read_bytes()
+    monkeypatch.setenv("MFSTUDIO_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MFSTUDIO_CACHE", str(tmp_path / "cache"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    text = _app_text(at)
+    assert "run store cannot be used" in text and "damaged" in text and "runs.sqlite" in text
+    assert db.read_bytes() == before
+    at.button(key="health_move_aside").click().run()
+    assert not at.exception, at.exception
+    moved = list((tmp_path / "runs").glob("runs.damaged-*.sqlite"))
+    assert len(moved) == 1 and moved[0].read_bytes() == before
+    at.run()
+    assert "run store cannot be used" not in _app_text(at)
+
+
+@pytest.mark.parametrize("env", [{"MFSTUDIO_MAX_JOBS": "abc"}, {"MFSTUDIO_MAX_JOBS": "0"}, {"MFSTUDIO_RUNS_DIR": "FILE"}])
+def test_app_with_bad_settings_shows_one_banner_not_a_traceback(tmp_path, monkeypatch, env):
+    from streamlit.testing.v1 import AppTest
+
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("MFSTUDIO_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MFSTUDIO_CACHE", str(tmp_path / "cache"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(tmp_path / "afile") if v == "FILE" else v)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1
+    text = str(at.error[0].value).replace("\\", "")
+    assert next(iter(env)) in text and "restart" in text

@@ -502,14 +502,14 @@ def print_side_by_side(rows: list[dict]) -> None:
         print(f"{'Surprise: SVD.fit, 100 factors, 40 epochs, lr 0.01, reg 0.1 (rows by user)':<{w}} "
               f"{r['surprise_wall']:>7.3f} {r['surprise_cpu']:>7.3f} {r['surprise_rmse']:>7.4f}")
         if "surprise_file_wall" in r:
-            print(f"{'  the same fit, rows in the file order (2.4-2.6x slower, same RMSE)':<{w}} "
+            print(f"{'  the same fit, rows in the order they were loaded':<{w}} "
                   f"{r['surprise_file_wall']:>7.3f} {r['surprise_file_cpu']:>7.3f} {r['surprise_file_rmse']:>7.4f}")
         print(f"{'  outside its fit: trainset built, test set predicted':<{w}} "
               f"{r['surprise_prep_s']:>7.3f} {r['surprise_predict_s']:>7.3f}")
         print(f"speed-up, Surprise's plain fit (rows by user) / our whole fit: {r['surprise_wall'] / r['ours_wall']:.1f}x wall, "
               f"{r['surprise_cpu'] / r['ours_cpu']:.1f}x CPU", end="")
         if "surprise_file_wall" in r:
-            print(f"; against its file-order fit {r['surprise_file_wall'] / r['ours_wall']:.1f}x wall, "
+            print(f"; against its loaded-order fit {r['surprise_file_wall'] / r['ours_wall']:.1f}x wall, "
                   f"{r['surprise_file_cpu'] / r['ours_cpu']:.1f}x CPU")
         else:
             print()

@@ -189,7 +189,7 @@ def test_user_page_ratings_errors_recommendations_and_an_exact_waterfall(runs):
     assert "Toy Story (1995)" in ratings["title"].tolist() and len(ratings) == 272
     assert set(ratings["set"]) == {"train", "test"}
     who = next(m.value for m in at.markdown if m.value.startswith("User 1 ·"))
-    assert "age: **24**" in who and "occupation: **technician**" in who and "age band: **18-24**" in who
+    assert "age: **24**" in who and "occupation: **technician**" in who and "age band: **18\\-24**" in who
     for label in ("RMSE on train", "MAE on train", "RMSE on test", "MAE on test"):
         assert 0 < float(metric(at, label)) < 2.5
     scatter = spec(at, "user_scatter")["data"]

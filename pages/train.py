@@ -91,7 +91,7 @@ def data_line() -> None:
     spec, split, seed = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC), state.get(state.SEED)
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     with c1:
-        st.markdown(f"**Data:** {md(describe_spec(spec))} · **split** {md(split)} · **split seed** {seed}")
+        st.markdown(f"**Data:** {md(describe_spec(spec))} · **split** `{split}` · **split seed** {seed}")
     with c2:
         if DATA_PAGE.is_file():
             st.page_link(str(DATA_PAGE.relative_to(ROOT)), label="Change data", icon=":material/table_chart:")

@@ -266,7 +266,7 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
 
     c1, c2, c3, c4 = st.columns(4)
     with c1:
-        # read on click, one checkpoint in memory at a time (ui/downloads.py)
+        # on click, a link to the file served from disk by Streamlit's static route (ui/downloads.py)
         downloads.checkpoint_button(run.checkpoint_path, file_name=f"mfstudio-{run.id}.pt", key=f"dl_ckpt_{run.id}")
     with c2:
         st.download_button(

@@ -469,3 +469,12 @@ def test_compiled_test_errors_equal_the_torch_formula_with_clipping(data_and_spl
     assert sq == pytest.approx(float(err.square().sum()), rel=1e-6)
     assert ab == pytest.approx(float(err.abs().sum()), rel=1e-6)
     assert _rmse_mae(model, u, i, r, buffers={}) == pytest.approx(_rmse_mae(model, u, i, r), rel=1e-6)
+
+
+def test_final_evaluation_in_buffers_gives_the_same_metrics(data_and_split):
+    from mfcore.evaluation import evaluate
+
+    data, split = data_and_split
+    trainer = fit(data, split, ModelConfig(n_factors=4), TrainConfig(optimizer="sgd", lr=0.02, batch_size=1, epochs=2))
+    buffers: dict = {"p": torch.full((3,), 7.0)}  # a stale, too small buffer is replaced
+    assert evaluate(trainer.model, data, split, buffers=buffers) == evaluate(trainer.model, data, split)

@@ -219,7 +219,7 @@ class Trainer:
         if epoch == 0:
             final: dict = {"test_rmse": math.nan, "test_mae": math.nan}
         else:
-            final = evaluate(model, data, split, ranking=rt.eval_ranking, seed=tc.seed)
+            final = evaluate(model, data, split, ranking=rt.eval_ranking, seed=tc.seed, buffers=self._eval_buffers)
         self.final_metrics = {**final, **self.baselines}
         yield RunFinished(
             reason=reason, epochs_run=epoch, best_epoch=best[1], metrics=dict(self.final_metrics),

@@ -284,6 +284,7 @@ def live_view(was_live: bool) -> None:
 
 
 st.title("Train")
+jobs.get_runner().prefetch(state.get(state.DATASET_SPEC))  # a first Launch need not wait for the file
 train_form.init_form(seed=state.get(state.SEED))
 data_line()
 preset_bar()

@@ -81,6 +81,7 @@ class LocalExecutor:
         self._load_data = load_data or load_by_spec
         self._busy = 0
         self._lock = threading.Lock()
+        self._prefetched: set[str] = set()
 
     def capacity(self) -> int:
         return self._max_workers
@@ -101,6 +102,23 @@ class LocalExecutor:
         finally:
             with self._lock:
                 self._busy -= 1
+
+    def prefetch(self, dataset: str) -> None:
+        """Start loading ``dataset`` into the jobs' memo in the background (once), so a first
+        Launch on it does not wait for the file to be read."""
+        with self._lock:
+            if dataset in self._prefetched:
+                return
+            self._prefetched.add(dataset)
+
+        def load() -> None:
+            try:
+                self._load_data(dataset)
+            except Exception:  # noqa: BLE001 - the run that needs it will report the error
+                with self._lock:
+                    self._prefetched.discard(dataset)
+
+        threading.Thread(target=load, name="mfstudio-prefetch", daemon=True).start()
 
     def status(self) -> ClusterStatus:
         import socket

@@ -303,6 +303,7 @@ class JobRunner:
             runtime=config_to_dict(request.runtime), checkpoint_every_s=self.checkpoint_every_s,
         )
         self.executor.check(spec)
+        self._grow_threads()
         with self._cond:
             if self._closed:
                 raise RunnerError("the job runner has shut down; restart the app to train again")
@@ -459,6 +460,12 @@ class JobRunner:
         self._typical = (now, value)
         return value
 
+    def prefetch(self, dataset: str) -> None:
+        """Have the executor load ``dataset`` ahead of a first Launch (where it can; else nothing)."""
+        prefetch = getattr(self.executor, "prefetch", None)
+        if prefetch is not None and isinstance(dataset, str) and dataset.strip():
+            prefetch(dataset)
+
     def cluster_status(self) -> ClusterStatus:
         """Workers, threads, GPUs and busy jobs of wherever jobs run."""
         return self.executor.status()
@@ -520,6 +527,19 @@ class JobRunner:
         self.executor.close()
 
     # -- the job side ----------------------------------------------------------------------
+    def _grow_threads(self) -> None:
+        """One job thread per executor slot: a cluster that gained workers gets more threads."""
+        try:
+            want = max(1, int(self.executor.capacity()))
+        except Exception:  # noqa: BLE001 - a cluster that cannot be asked keeps its threads
+            return
+        with self._cond:
+            while len(self._threads) < want and not self._closed:
+                thread = threading.Thread(target=self._work, name=f"mfstudio-job-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self.max_workers = max(self.max_workers, want)
+
     def _work(self) -> None:
         while True:
             with self._cond:

@@ -404,7 +404,7 @@ def test_warm_up_loads_the_default_presets_kernels_once(data_and_split):
 
     kernels.warm_up()
     loaded = {f: len(f.signatures) for f in (implicit._users_pass, implicit._fold_users, kernels._sgd_epoch,
-                                              kernels._test_errors)}
+                                              kernels._heldout_errors)}
     assert all(n == 1 for n in loaded.values())
     assert kernels.warm_up() < 0.5
     data, split = data_and_split
@@ -465,7 +465,7 @@ def test_compiled_test_errors_equal_the_torch_formula_with_clipping(data_and_spl
     pred = model.predict(u, i)
     assert (pred == 1).any() and (pred == 5).any()  # clipping is exercised at both ends
     err = (pred - r).double()
-    sq, ab = kernels.test_errors_cpu(u.numpy(), i.numpy(), r.numpy(), model.state_dict(), use_bias, (1.0, 5.0))
+    sq, ab = kernels.heldout_errors_cpu(u.numpy(), i.numpy(), r.numpy(), model.state_dict(), use_bias, (1.0, 5.0))
     assert sq == pytest.approx(float(err.square().sum()), rel=1e-6)
     assert ab == pytest.approx(float(err.abs().sum()), rel=1e-6)
     assert _rmse_mae(model, u, i, r, buffers={}) == pytest.approx(_rmse_mae(model, u, i, r), rel=1e-6)

@@ -335,7 +335,7 @@ def sgd_chunk_torch(
     return float(e.double().square().sum())
 
 
-def _test_errors_py(users, items, ratings, P, Q, bu, bi, g, use_bias, lo, hi):
+def _heldout_errors_py(users, items, ratings, P, Q, bu, bi, g, use_bias, lo, hi):
     """(Σ e², Σ |e|) over test ratings of the linear model, predictions clipped to [lo, hi]:
     the per-epoch test RMSE/MAE without materialising the n x k rows torch would gather
     (0.4 ms -> ~0.05 ms an epoch on ml-100k's 10k test ratings at k = 64). The prediction is
@@ -365,18 +365,18 @@ def _test_errors_py(users, items, ratings, P, Q, bu, bi, g, use_bias, lo, hi):
 
 
 if numba is not None:
-    _test_errors = numba.njit(cache=True, fastmath=FASTMATH, nogil=True)(_test_errors_py)
+    _heldout_errors = numba.njit(cache=True, fastmath=FASTMATH, nogil=True)(_heldout_errors_py)
 else:  # pragma: no cover
-    _test_errors = _test_errors_py
+    _heldout_errors = _heldout_errors_py
 
 
-def test_errors_cpu(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, weights: dict, use_bias: bool,
+def heldout_errors_cpu(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, weights: dict, use_bias: bool,
                     rating_scale: tuple[float, float]) -> tuple[float, float]:
     """Summed squared and absolute test errors of a linear model on the CPU from its weights
     (a state dict of CPU tensors: the model's own or averaged ones)."""
     arr = {k: v.detach().numpy() for k, v in weights.items()}
     lo, hi = rating_scale
-    sq, ab = _test_errors(users, items, ratings, arr["user_factors"], arr["item_factors"], arr["user_bias"],
+    sq, ab = _heldout_errors(users, items, ratings, arr["user_factors"], arr["item_factors"], arr["user_bias"],
                           arr["item_bias"], np.float32(arr["global_bias"]), bool(use_bias),
                           np.float32(lo), np.float32(hi))
     return float(sq), float(ab)
@@ -414,5 +414,5 @@ def warm_up() -> float:
                         generator=generator)
         for _ in stepper_of(model).epoch(generator):
             pass
-    test_errors_cpu(users.numpy(), items.numpy(), ratings.numpy(), model.state_dict(), True, (1.0, 5.0))
+    heldout_errors_cpu(users.numpy(), items.numpy(), ratings.numpy(), model.state_dict(), True, (1.0, 5.0))
     return time.perf_counter() - t0

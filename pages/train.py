@@ -23,6 +23,9 @@ from ui.text import md
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PAGE = ROOT / "pages" / "data.py"
 LAUNCH_NOTE = "train__launch_note"  # (kind, text) shown under the launch button after a click
+# After Launch, wait this long at most for the first epoch, so that with an empty queue
+# the page opens on a live point instead of one live-view tick (1 s) later.
+FIRST_EPOCH_WAIT_S = 0.6
 # From this many users + items on (ml-10m and up), a dense optimizer's epoch takes minutes.
 DENSE_WARNING_ROWS = 20_000
 
@@ -56,7 +59,7 @@ def _launch() -> None:
         st.session_state[LAUNCH_NOTE] = ("error", md(exc))
         return
     _follow(run_id)
-    snap = jobs.snapshot(run_id)
+    snap = jobs.wait_for_first_epoch(run_id, FIRST_EPOCH_WAIT_S)
     shared = f" It shares the computation of run `{snap.shared_from}` (identical settings)." \
         if snap is not None and snap.shared_from else ""
     st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{run_id}`.{shared}")

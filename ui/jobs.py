@@ -109,6 +109,12 @@ def _warm_up() -> None:
                    config_to_dict(RuntimeOptions(device="cpu")), checkpoint_every_s=1e9)
     t0 = time.perf_counter()
     try:
+        from ui.run_charts import learning_curve  # plotly's first figure costs ~1 s: pay it here
+
+        learning_curve(None, {}, progress=[], epochs_planned=1, title="")
+    except Exception:  # noqa: BLE001 - only a warm-up
+        log.debug("chart warm-up failed", exc_info=True)
+    try:
         run_job(spec, lambda event: None)
     except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run its compile time
         log.warning("kernel warm-up failed", exc_info=True)
@@ -144,6 +150,18 @@ def snapshot(run_id: str | None):
         return get_runner().snapshot(run_id)
     except RunnerError:
         return None
+
+
+def wait_for_first_epoch(run_id: str, timeout_s: float):
+    """The run's snapshot once it has an epoch, has ended, or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        snap = snapshot(run_id)
+        if snap is None or snap.epochs_done >= 1 or not is_active(snap.status) or time.monotonic() >= deadline:
+            return snap
+        if snap.status == "queued" and (snap.queue_position or 0) > 1:
+            return snap  # others are ahead: no point waiting here
+        time.sleep(0.02)
 
 
 def is_final(status: str | None) -> bool:

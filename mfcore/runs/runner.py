@@ -95,6 +95,8 @@ class RunRequest:
     """User-visible name, e.g. the preset name."""
     owner_name: str = ""
     """The owner's display name, shown with the run."""
+    sweep_id: str | None = None
+    """The sweep this run is a point of (mfcore.sweeps), if any."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class RunSnapshot:
     """Where it runs or ran: local, or a Dask worker and its device."""
     estimated_wait_s: float | None = None
     """While queued: seconds until it should start (from recent runs' durations)."""
+    sweep_id: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -320,7 +323,7 @@ class JobRunner:
                 dataset=request.dataset, split=request.split, seed=request.seed,
                 model_config=request.model_config, train_config=request.train_config, runtime=request.runtime,
                 owner=request.owner, label=request.label, process=self._process,
-                owner_name=request.owner_name, request_key=key,
+                owner_name=request.owner_name, request_key=key, sweep_id=request.sweep_id,
             )
             job = _Job(record.id, replace(spec, job_id=record.id), request.owner, key, [record.id])
             self._jobs[record.id] = job
@@ -338,7 +341,7 @@ class JobRunner:
                 source = job.subscribers[0]
                 record = self.store.clone_run(
                     source, owner=request.owner, owner_name=request.owner_name, label=request.label,
-                    process=self._process, with_result=False,
+                    process=self._process, with_result=False, sweep_id=request.sweep_id,
                 )
                 if job.started:
                     self.store.update_status(record.id, "running", "", only_from=("queued",))
@@ -351,7 +354,7 @@ class JobRunner:
             return None
         record = self.store.clone_run(
             finished.id, owner=request.owner, owner_name=request.owner_name, label=request.label,
-            process=self._process, with_result=True,
+            process=self._process, with_result=True, sweep_id=request.sweep_id,
             message=f"same as run {finished.id}: its stored result and checkpoint are reused",
         )
         return record.id
@@ -665,6 +668,7 @@ class JobRunner:
             shared_from=record.shared_from,
             placement=record.placement,
             estimated_wait_s=self.estimated_wait(position) if position is not None else None,
+            sweep_id=record.sweep_id,
         )
 
 

@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS runs (
     owner_name TEXT NOT NULL DEFAULT '',
     request_key TEXT,      -- hash of data, split, seed and every setting (identical requests share)
     shared_from TEXT,      -- the run whose computation this one shares ("same as run X")
-    placement TEXT NOT NULL DEFAULT ''  -- where it ran: local, or a Dask worker and device
+    placement TEXT NOT NULL DEFAULT '',  -- where it ran: local, or a Dask worker and device
+    sweep_id TEXT          -- the sweep this run is a point of, if any
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at);
@@ -168,6 +169,7 @@ _ADDED_COLUMNS = {
     "request_key": "TEXT",
     "shared_from": "TEXT",
     "placement": "TEXT NOT NULL DEFAULT ''",
+    "sweep_id": "TEXT",
 }
 
 
@@ -237,6 +239,8 @@ class RunRecord:
     """The run whose computation (and stored result) this one shares, if any."""
     placement: str = ""
     """Where it ran: "local", or "worker <address> · <device>" on a Dask cluster."""
+    sweep_id: str | None = None
+    """The sweep this run is a point of (runs of one sweep share it)."""
     damaged: tuple[str, ...] = ()
     """Columns of this run's row whose JSON is damaged (read as empty; the row is left as it is)."""
 
@@ -435,6 +439,7 @@ class RunStore:
         owner_name: str = "",
         request_key: str | None = None,
         shared_from: str | None = None,
+        sweep_id: str | None = None,
     ) -> RunRecord:
         """Insert a new run and return it.
 
@@ -451,10 +456,11 @@ class RunStore:
         with self._write() as conn:
             conn.execute(
                 """INSERT INTO runs (id, created_at, owner, label, dataset, split, seed, model_config,
-                   train_config, runtime, status, epochs_planned, process, owner_name, request_key, shared_from)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   train_config, runtime, status, epochs_planned, process, owner_name, request_key, shared_from,
+                   sweep_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (run_id, now, owner, label, dataset, split, int(seed), _dumps(mc), _dumps(tc), _dumps(rt),
-                 status, int(epochs_planned), process, owner_name, request_key, shared_from),
+                 status, int(epochs_planned), process, owner_name, request_key, shared_from, sweep_id),
             )
         return self.get(run_id)
 
@@ -658,6 +664,7 @@ class RunStore:
         message: str = "",
         process: str | None = None,
         with_result: bool,
+        sweep_id: str | None = None,
     ) -> RunRecord:
         """A new run of ``owner`` sharing ``source_id``'s computation.
 
@@ -688,6 +695,7 @@ class RunStore:
             )
             if not with_result and row["status"] != "running":
                 conn.execute("UPDATE runs SET started_at = NULL WHERE id = ?", (new_id,))
+            conn.execute("UPDATE runs SET sweep_id = ? WHERE id = ?", (sweep_id, new_id))
             conn.execute(
                 f"""INSERT INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)}, ended_at)
                     SELECT ?, {', '.join(EPOCH_COLUMNS)}, ended_at FROM epochs WHERE run_id = ?""",
@@ -801,9 +809,13 @@ class RunStore:
         owner: str | None = None,
         statuses: Iterable[str] | None = None,
         limit: int | None = None,
+        sweep_id: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first; optionally only one owner's and/or only some statuses."""
+        """Runs, newest first; optionally only one owner's, one sweep's and/or only some statuses."""
         where, args = [], []
+        if sweep_id is not None:
+            where.append("runs.sweep_id = ?")
+            args.append(sweep_id)
         if owner is not None:
             where.append("runs.owner = ?")
             args.append(owner)
@@ -897,6 +909,7 @@ class RunStore:
             request_key=row["request_key"],
             shared_from=row["shared_from"],
             placement=row["placement"],
+            sweep_id=row["sweep_id"],
             damaged=tuple(damaged),
         )
 

@@ -20,6 +20,7 @@ from ui import data_sources as sources
 from ui import data_split as split
 from ui.data_sources import SOURCES, seed_widget, synthetic_key
 from ui.data_split import SPLIT_KINDS, SplitOptions
+from ui.text import md
 
 
 def _load(spec: str) -> bool:
@@ -119,7 +120,7 @@ def _movielens_chooser() -> None:
 def _in_use_caption(source: str) -> None:
     """Before anything is uploaded: say which upload is in use, if one is."""
     if sources.committed_source() == source:
-        st.caption(f"In use: {datasets.describe_spec(state.get(state.DATASET_SPEC))}")
+        st.caption(f"In use: {md(datasets.describe_spec(state.get(state.DATASET_SPEC)))}")
 
 
 def _zip_chooser() -> None:
@@ -138,10 +139,10 @@ def _zip_chooser() -> None:
                 done[upload.file_id] = datasets.load_uploaded_zip(upload.name, upload.getvalue())
         spec = done[upload.file_id]
     except (MFError, OSError) as exc:
-        st.error(sources.zip_refused_message(upload.name, exc))
+        st.error(sources.zip_refused_message(md(upload.name), exc))
         return
     sources.commit_dataset(spec)
-    st.success(f"Loaded {upload.name}.")
+    st.success(f"Loaded {md(upload.name)}.")
 
 
 def _file_chooser() -> None:
@@ -159,7 +160,7 @@ def _file_chooser() -> None:
             done[upload.file_id] = datasets.stage_ratings_upload(upload.name, upload.getvalue())
         path, preview = done[upload.file_id]
     except (MFError, OSError) as exc:
-        st.error(sources.ratings_unreadable_message(upload.name, exc))
+        st.error(sources.ratings_unreadable_message(md(upload.name), exc))
         return
     st.caption(column_mapping.detected_caption(preview))
     st.dataframe(preview.rows.head(10), hide_index=True, width="stretch")
@@ -184,7 +185,7 @@ def _file_chooser() -> None:
         st.error(f"{upload.name} could not be loaded with this mapping: {exc}")
         return
     sources.commit_dataset(spec)
-    st.success(f"Loaded {upload.name}.")
+    st.success(f"Loaded {md(upload.name)}.")
 
 
 # ----------------------------------------------------------------------------- 2. what it is
@@ -201,7 +202,7 @@ def _show_data(spec: str) -> SplitOptions | None:
         _other_sources("data_broken")
         return None
     s = stats["summary"]
-    st.markdown(f"**{datasets.describe_spec(spec)}**")
+    st.markdown(f"**{md(datasets.describe_spec(spec))}**")
     if stats["source"]:
         st.caption(stats["source"])
     if note := datasets.duplicates_note(stats):

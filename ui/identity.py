@@ -28,6 +28,7 @@ from mfcore.runs.access import (
     teacher_key_matches,
 )
 from ui import jobs, state
+from ui.text import md
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ def sidebar() -> None:
         if notice:
             getattr(st, notice[0])(notice[1])
         if person.source == "auth":
-            st.caption(f"Signed in as **{person.name}**")
+            st.caption(f"Signed in as **{md(person.name)}**")
             st.button("Sign out", key="identity_logout", on_click=st.logout)
         else:
             if st.session_state.get("identity_name") is None:

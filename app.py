@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import health, identity
+from ui import health, identity, projector
 from ui.state import init_state
 
 ROOT = Path(__file__).resolve().parent
@@ -21,6 +21,7 @@ WORKFLOW_PAGES = [
     ("pages/data.py", "Data", ":material/table_chart:"),
     ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/runs.py", "Runs", ":material/history:"),
+    ("pages/sweeps.py", "Sweeps", ":material/stacked_line_chart:"),
 ]
 
 # ---------------------------------------------------------------- inspection pages
@@ -56,6 +57,7 @@ if not health.banner():  # settings or the run store unusable: one box says what
 identity.establish()  # who this is: survives reloads through the URL token (or sign-in)
 identity.apply_run_link()  # ?run=<id> opens that run read-only
 identity.sidebar()
+projector.apply()  # projector mode: ?projector=1 or the sidebar toggle (ui/projector.py)
 
 sections = {"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)}
 identity.save_prefs()  # choices made by the last run's callbacks

@@ -132,6 +132,26 @@ def within_epoch_points(
     return xs, ys
 
 
+GAP_FILL = "rgba(214, 39, 40, 0.12)"
+FLOOR_COLOUR = "#111111"
+BEST_COLOUR = "#ff7f0e"
+
+
+def best_epoch(history: pd.DataFrame | None) -> tuple[int, float] | None:
+    """(epoch, test RMSE) of the epoch with the lowest test RMSE, None without any."""
+    h = _clean(history)
+    pairs = [(v, e) for v, e in zip(_values(h["test_rmse"]), _epochs(h)) if v is not None]
+    if not pairs:
+        return None
+    value, epoch = min(pairs)
+    return epoch, value
+
+
+def tail_start(n_epochs: int) -> int:
+    """First epoch of the "tail" view: the first fifth of the run (at least epoch 1) is left out."""
+    return 1 + max(1, n_epochs // 5) if n_epochs >= 3 else 1
+
+
 def learning_curve(
     history: pd.DataFrame | None,
     baselines: Mapping[str, float] | None = None,
@@ -139,6 +159,9 @@ def learning_curve(
     progress: Sequence[Mapping[str, float]] | None = None,
     epochs_planned: int | None = None,
     title: str = "Learning curve",
+    log_y: bool = False,
+    tail: bool = False,
+    floor: float | None = None,
 ) -> Figure:
     """Train RMSE (sqrt of the train loss) and test RMSE per epoch, with the baselines.
 
@@ -147,24 +170,103 @@ def learning_curve(
     epochs ``epoch - 1 + done/total`` as a thin dotted line, so a slow epoch shows
     movement before its end. The within-epoch loss is the running mean over the
     epoch so far, which already smooths the per-batch noise.
+
+    Teaching marks: the train–test gap is shaded (trace "train–test gap"), the best test
+    epoch is marked ("best test epoch"), ``floor`` (the planted noise of synthetic data:
+    the RMSE no model can beat) is drawn as a line; ``log_y`` puts RMSE on a log axis and
+    ``tail`` zooms to the epochs after the first fifth (the first epoch's ~3.1 of a
+    tutorial from zero squashes everything else).
     """
     h = _clean(history)
     epochs = _epochs(h)
     x_end = max([epochs_planned or 0, *epochs, 1]) + 0.5
-    data = [
-        {"type": "scatter", "x": epochs, "y": _rmse_of_loss(h["train_loss"]), "mode": "lines+markers",
+    train_y = _rmse_of_loss(h["train_loss"])
+    test_y = _values(h["test_rmse"])
+    data: list[dict] = []
+    if epochs:
+        # the gap: an invisible copy of the train curve, then the test curve filled down to it
+        data.append({"type": "scatter", "x": epochs, "y": train_y, "mode": "lines", "name": "gap base",
+                     "line": {"width": 0, "color": TRAIN_COLOUR}, "showlegend": False, "hoverinfo": "skip"})
+        data.append({"type": "scatter", "x": epochs, "y": test_y, "mode": "lines", "name": "train–test gap",
+                     "fill": "tonexty", "fillcolor": GAP_FILL, "line": {"width": 0, "color": TEST_COLOUR},
+                     "hoverinfo": "skip"})
+    data += [
+        {"type": "scatter", "x": epochs, "y": train_y, "mode": "lines+markers",
          "name": "train (√ loss)", "line": {"color": TRAIN_COLOUR}, "marker": {"size": 5}},
-        {"type": "scatter", "x": epochs, "y": _values(h["test_rmse"]), "mode": "lines+markers",
+        {"type": "scatter", "x": epochs, "y": test_y, "mode": "lines+markers",
          "name": "test RMSE", "line": {"color": TEST_COLOUR}, "marker": {"size": 5}},
     ]
+    best = best_epoch(h)
+    if best is not None:
+        data.append({"type": "scatter", "x": [best[0]], "y": [best[1]], "mode": "markers+text",
+                     "name": f"best test epoch {best[0]} ({best[1]:.4f})", "text": [f"best: epoch {best[0]}"],
+                     "textposition": "bottom center", "marker": {"symbol": "star", "size": 14, "color": BEST_COLOUR},
+                     "hoverinfo": "x+y"})
     xs, ys = within_epoch_points(progress)
     if xs:
         data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "train, within epoch",
                      "connectgaps": False, "line": {"color": TRAIN_COLOUR, "dash": "dot", "width": 1}})
     data += _baseline_traces(baselines, x_end)
-    layout = _layout(title, "epoch", "RMSE", "learning-curve")
+    if _finite(floor) and floor > 0:
+        data.append({"type": "scatter", "x": [0, x_end], "y": [float(floor), float(floor)], "mode": "lines",
+                     "name": f"planted noise floor {floor:.2f}", "line": {"color": FLOOR_COLOUR, "dash": "dot", "width": 2},
+                     "hoverinfo": "skip"})
+    layout = _layout(title, "epoch", "RMSE (log scale)" if log_y else "RMSE", "learning-curve")
     layout["xaxis"]["range"] = [0, x_end]
+    if log_y:
+        layout["yaxis"]["type"] = "log"
+    if tail and epochs:
+        start = tail_start(len(epochs))
+        shown = [y for e, ys_ in ((e, (a, b)) for e, a, b in zip(epochs, train_y, test_y)) if e >= start
+                 for y in ys_ if y is not None]
+        shown += [float(v) for k, _, _ in BASELINE_LINES if _finite(v := (baselines or {}).get(k))]
+        if _finite(floor):
+            shown.append(float(floor))
+        layout["xaxis"]["range"] = [start - 0.5, x_end]
+        if shown:
+            lo, hi = min(shown), max(shown)
+            pad = max(0.01, 0.08 * (hi - lo))
+            rng = [lo - pad, hi + pad]
+            layout["yaxis"]["range"] = [math.log10(max(rng[0], 1e-6)), math.log10(rng[1])] if log_y else rng
+        layout["yaxis"]["autorange"] = False
     return {"data": data, "layout": layout}
+
+
+def outcome(rmse: float | None, baselines: Mapping[str, float] | None) -> str | None:
+    """"worse than biases" / "worse than global mean" when a run's final test RMSE is at or
+    above a baseline (global mean checked first: the plainer failure), else None."""
+    if not _finite(rmse):
+        return None
+    b = baselines or {}
+    if _finite(b.get("global_mean_rmse")) and rmse >= b["global_mean_rmse"]:
+        return "worse than global mean"
+    if _finite(b.get("baseline_rmse")) and rmse >= b["baseline_rmse"]:
+        return "worse than biases"
+    return None
+
+
+def worse_advice(history: pd.DataFrame | None, train_config: Mapping[str, Any] | None) -> str:
+    """Why a run may have ended worse than a baseline, read from its curve and settings."""
+    h = _clean(history)
+    t = dict(train_config or {})
+    tips: list[str] = []
+    best = best_epoch(h)
+    train_y = [v for v in _rmse_of_loss(h["train_loss"]) if v is not None]
+    test_y = [v for v in _values(h["test_rmse"]) if v is not None]
+    if best is not None and test_y and best[0] < len(h) and test_y[-1] > best[1] + 0.005:
+        tips.append(f"test error was lowest at epoch {best[0]} and rose after it while the train error fell: "
+                    "overfitting; add L2 (e.g. 0.05) or stop earlier")
+    elif train_y and test_y and test_y[-1] - train_y[-1] > 0.3:
+        tips.append("train error is far below test error: the model memorises; add L2 or use fewer factors")
+    if len(train_y) >= 2 and train_y[-1] > 0.98 * train_y[0]:
+        tips.append("the train error barely moved: raise the learning rate or train more epochs")
+    elif len(test_y) >= 2 and test_y[-1] < test_y[-2] - 0.002:
+        tips.append("test error was still falling at the end: train more epochs")
+    if not t.get("l2") and not t.get("weight_decay"):
+        tips.append("there is no regularisation (L2 = 0)")
+    if not tips:
+        tips.append("try the tuned default on the same data for comparison (lr, L2 and epochs are the usual suspects)")
+    return "; ".join(tips) + "."
 
 
 def overlay(

@@ -91,7 +91,11 @@ def _defaults() -> dict[str, Any]:
 
 def preset_values(preset: Preset) -> dict[str, Any]:
     """The form's widget values (without the prefix) for a preset."""
-    m, t = preset.model, preset.train
+    return config_values(preset.model, preset.train)
+
+
+def config_values(m: ModelConfig, t: TrainConfig) -> dict[str, Any]:
+    """The form's widget values (without the prefix) for a model and a train config."""
     rng = m.output_range
     return {
         "model_type": "biased" if m.use_bias else "plain",
@@ -180,11 +184,57 @@ def init_form(seed: int | None = None) -> None:
     st.session_state.setdefault(ERRORS, {})
 
 
+PRESET_DATA_MISSING = "tf__preset_data_missing"  # dataset name a preset wanted but this machine lacks
+# The Data page's widgets that hold the dataset and split choice: dropped when a preset sets
+# them, so that page starts again from the committed choice instead of writing its old one back.
+_DATA_WIDGETS = ("data_source", "data_ml_name", "data_split_kind", "data_split_frac", "data_split_k",
+                 "data_split_fold", "data_split_official")
+
+
+def preset_data_available(preset: Preset) -> bool:
+    """Whether the preset's dataset can be loaded here without a download."""
+    from mfcore.data.synthetic_spec import is_synthetic
+    from ui import datasets
+
+    if is_synthetic(preset.dataset):
+        return True
+    try:
+        return datasets.dataset_location(preset.dataset) is not None
+    except Exception:  # noqa: BLE001 - an unknown name is simply not available
+        return False
+
+
 def apply_preset(name: str) -> None:
-    """Fill the form with a preset (use as an ``on_click`` callback)."""
-    for key, value in preset_values(PRESETS[name]).items():
-        st.session_state[PREFIX + key] = value
+    """Fill the form with a preset, and choose its data and split (an ``on_click`` callback).
+
+    The tuned default keeps the data chosen now. A preset whose data is not on this
+    machine fills the form but leaves the data as it is and records the missing name
+    (:data:`PRESET_DATA_MISSING`), so the page says so and offers the download instead of
+    silently training on something else.
+    """
+    preset = PRESETS[name]
+    apply_configs(preset.model, preset.train)
     st.session_state[SOURCE_PRESET] = name
+    st.session_state.pop(PRESET_DATA_MISSING, None)
+    if preset.keeps_data:
+        return
+    if not preset_data_available(preset):
+        st.session_state[PRESET_DATA_MISSING] = preset.dataset
+        return
+    from ui import state
+
+    changed = (state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC)) != (preset.dataset, preset.split)
+    state.put(state.DATASET_SPEC, preset.dataset)
+    state.put(state.SPLIT_SPEC, preset.split)
+    if changed:
+        for key in _DATA_WIDGETS:
+            st.session_state.pop(key, None)
+
+
+def apply_configs(model: ModelConfig, train: TrainConfig) -> None:
+    """Fill the form's model and training fields from configs (presets, a sweep's point)."""
+    for key, value in config_values(model, train).items():
+        st.session_state[PREFIX + key] = value
     st.session_state[ERRORS] = {}
 
 
@@ -664,6 +714,7 @@ def auto_label(model: ModelConfig, train: TrainConfig) -> str:
 
 
 __all__ = [
-    "ERRORS", "FORM_FIELDS", "FormResult", "PREFIX", "apply_preset", "auto_label", "extra_fields", "runtime_values", "draw_form", "field_docs", "field_error",
+    "ERRORS", "FORM_FIELDS", "FormResult", "PREFIX", "PRESET_DATA_MISSING", "apply_configs", "apply_preset",
+    "config_values", "preset_data_available", "auto_label", "extra_fields", "runtime_values", "draw_form", "field_docs", "field_error",
     "help_for", "init_form", "optimizer_choices", "preset_values", "raw_values", "validate",
 ]

@@ -93,8 +93,7 @@ def _movielens_chooser() -> None:
     if where is None:
         st.info(
             f"{name} is not on this machine yet. It is downloaded once from GroupLens "
-            f"({info.zip_mb:g} MB zip, {info.ratings:,} ratings) and kept in the cache "
-            f"`{datasets.cache_dir()}`."
+            f"({info.zip_mb:g} MB zip, {info.ratings:,} ratings) and kept in the server's download cache."
         )
         if not st.button(f"Download {name} ({info.zip_mb:g} MB)", key="data_ml_download", type="primary"):
             return
@@ -182,7 +181,7 @@ def _file_chooser() -> None:
         with st.spinner(f"Loading {upload.name}..."):
             spec = datasets.load_uploaded_ratings(path, preview, mapping)
     except (MFError, OSError) as exc:
-        st.error(f"{upload.name} could not be loaded with this mapping: {exc}")
+        st.error(sources.mapping_failed_message(md(upload.name), exc))
         return
     sources.commit_dataset(spec)
     st.success(f"Loaded {md(upload.name)}.")
@@ -204,7 +203,7 @@ def _show_data(spec: str) -> SplitOptions | None:
     s = stats["summary"]
     st.markdown(f"**{md(datasets.describe_spec(spec))}**")
     if stats["source"]:
-        st.caption(stats["source"])
+        st.caption(datasets.friendly_text(stats["source"]))
     if note := datasets.duplicates_note(stats):
         st.info(note)
     c = st.columns(5)
@@ -278,7 +277,7 @@ def _choose_split(spec: str, options: SplitOptions) -> None:
         with st.spinner("Splitting..."):
             report = datasets.split_summary(spec, new, seed)
     except MFError as exc:
-        st.error(f"This split is not possible: {exc}")
+        st.error(f"This split is not possible: {datasets.friendly_text(str(exc))}")
         return
     c = st.columns(4)
     c[0].metric("Train ratings", f"{report['n_train']:,}")

@@ -144,7 +144,7 @@ def load_failed_message(exc: MFError) -> str:
     """The words for any engine error met while loading a dataset on the page."""
     if isinstance(exc, DatasetNotFoundError):
         return not_found_message(exc)
-    return str(exc)
+    return datasets.friendly_text(str(exc))
 
 
 def download_failed_message(name: str, exc: MFError) -> str:
@@ -152,7 +152,7 @@ def download_failed_message(name: str, exc: MFError) -> str:
     url = DATASETS[name].url  # the GroupLens address, even when downloads go to a mirror
     offline = isinstance(exc, DownloadError)
     return (
-        f"Could not download {name}: {exc}\n\n"
+        f"Could not download {name}: {datasets.friendly_text(str(exc))}\n\n"
         + ("This machine may be offline. " if offline else "")
         + f"Ways forward: download **{url}** on a computer with internet access and upload it here "
         f"with *{SOURCES['zip']}*; or put the extracted folder into the folder named by "
@@ -161,18 +161,26 @@ def download_failed_message(name: str, exc: MFError) -> str:
 
 
 def zip_refused_message(filename: str, exc: Exception) -> str:
-    """Why an uploaded zip was refused, and what to upload instead."""
+    """Why an uploaded zip was refused, what was kept, and what to upload instead."""
+    kept = getattr(exc, "upload_kept", True)  # set by datasets.load_uploaded_zip, which checks
+    stored = ("Nothing was stored." if not kept else
+              "An identical file uploaded earlier stays in the server's cache; nothing else was stored.")
     return (
-        f"{filename} was refused: {exc}\n\nUpload an unchanged official MovieLens zip "
-        f"(from files.grouplens.org), a ratings file with *{SOURCES['file']}*, or use the "
-        "synthetic dataset. Nothing was stored."
+        f"{filename} was refused: {datasets.friendly_text(str(exc))}\n\nUpload an unchanged official "
+        f"MovieLens zip (from files.grouplens.org), a ratings file with *{SOURCES['file']}*, or use the "
+        f"synthetic dataset. {stored}"
     )
+
+
+def mapping_failed_message(filename: str, exc: Exception) -> str:
+    """Why an uploaded ratings file did not load with the chosen column mapping."""
+    return f"{filename} could not be loaded with this mapping: {datasets.friendly_text(str(exc))}"
 
 
 def ratings_unreadable_message(filename: str, exc: Exception) -> str:
     """Why an uploaded ratings file cannot be read at all, and how to fix it."""
     return (
-        f"{filename} cannot be read as a ratings file: {exc}\n\n"
+        f"{filename} cannot be read as a ratings file: {datasets.friendly_text(str(exc))}\n\n"
         "Check that every line holds user, item and rating separated by a comma, tab, "
         "semicolon, '|' or '::', then upload it again."
     )

@@ -38,7 +38,6 @@ from mfcore.data.splits import make_split, split_report
 from mfcore.errors import ConfigError, DataError, MFError
 
 ENV_DATA_DIR = "MFSTUDIO_DATA_DIR"
-MAX_SYNTHETIC_RATINGS = 25_000_000  # the ml-25m shape; more would exhaust a small server's memory
 UPLOADS = "uploads"  # subfolder of the cache holding uploaded files, by content hash
 
 # Synthetic specs live in the engine (the job runner loads them too).
@@ -84,6 +83,28 @@ def official_url(name: str) -> str:
     return f"{dl.resolve_base_url()}/{dl.PINS[name].filename}"
 
 
+# ----------------------------------------------------------------------------- cache eviction
+
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def active_run_specs() -> list[str]:
+    """The dataset specs of this server's queued and running runs: the download cache never
+    evicts what they will load (:func:`mfcore.data.download.protect_in_use`)."""
+    from mfcore.runs.store import RunStore
+    from ui import jobs  # not at import: ui.jobs imports this module's neighbours
+
+    store = RunStore(jobs.runs_dir())
+    try:
+        return sorted({r.dataset for r in store.list_runs(statuses=ACTIVE_STATUSES)})
+    finally:
+        store.close()
+
+
+dl.protect_in_use(active_run_specs)
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -93,15 +114,7 @@ def _normalize(spec: str) -> str:
 
 
 def _load_uncached(spec: str, folder: str | None, cache: str) -> RatingData:
-    if is_synthetic(spec):
-        params = parse_synthetic_spec(spec)
-        n = round(params["density"] * params["n_users"] * params["n_items"])
-        if n > MAX_SYNTHETIC_RATINGS:
-            raise ConfigError(
-                "density",
-                f"gives {n:,} ratings; the app generates at most {MAX_SYNTHETIC_RATINGS:,} "
-                "(the ml-25m shape), so lower the density or the number of users or items",
-            )
+    # the engine enforces every size limit (synthetic sets: mfcore.limits.MAX_SYNTHETIC_RATINGS)
     return load_dataset(spec, data_dir=folder, cache_dir=cache, download=False)
 
 
@@ -251,10 +264,89 @@ def describe_spec(spec: str) -> str:
     name = spec.strip().lower()
     if name in DATASETS:
         return f"{DATASETS[name].title} ({name})"
-    path = Path(spec)
-    if UPLOADS in path.parts:
-        return f"Uploaded: {path.name}"
-    return path.name or spec
+    upload = upload_name(spec)
+    if upload is not None:
+        return f"Uploaded: {upload}"
+    return Path(spec).name or spec
+
+
+def _under(path: Path, folder: Path) -> tuple[str, ...] | None:
+    """``path``'s parts below ``folder`` (either spelled as given or resolved), or None."""
+    for base in {folder, folder.resolve()}:
+        try:
+            return path.relative_to(base).parts
+        except ValueError:
+            continue
+    return None
+
+
+def _upload_in(folder: Path, suffix: str | None = None) -> str | None:
+    """The name of the upload stored in ``<cache>/uploads/<digest>`` (the first, when one
+    content was uploaded under several names)."""
+    try:
+        names = sorted(p.name for p in folder.iterdir()
+                       if p.is_file() and not p.name.startswith(".")
+                       and (suffix is None or p.suffix.lower() == suffix))
+    except OSError:
+        return None
+    return names[0] if names else None
+
+
+def upload_name(spec: str | Path, cache: str | Path | None = None) -> str | None:
+    """The file name a user uploaded for a spec that is a path in the cache's uploads folder
+    (``uploads/<digest>/<name>``; a ratings file loaded with a chosen column mapping,
+    ``uploads/<digest>/mapped-<key>/<stem>.csv``, is named by the upload it came from, with
+    "(columns mapped)"); None for any other spec."""
+    path = Path(str(spec))
+    parts = _under(path, Path(cache or cache_dir()) / UPLOADS)
+    if parts is None:
+        if UPLOADS in path.parts[:-1]:  # another cache's upload (a run from an earlier setting)
+            parts = path.parts[path.parts.index(UPLOADS) + 1:]
+        else:
+            return None
+    if len(parts) == 2:
+        return _uploaded_names(path.parent).get(parts[1], parts[1])
+    if len(parts) == 3 and parts[1].startswith("mapped-"):
+        folder = path.parent.parent
+        stem = Path(parts[2]).stem
+        stored = next((n for n in sorted(p.name for p in folder.glob(f"{stem}.*") if p.is_file())), None) \
+            if folder.is_dir() else None
+        original = _uploaded_names(folder).get(stored, stored) if stored else None
+        return f"{original or parts[2]} (columns mapped)"
+    return parts[-1] if parts else None
+
+
+_CACHE_PATH_TAIL = r"(?:[/\\][A-Za-z0-9._-]*[A-Za-z0-9_-])*"  # a sentence's full stop is not part of a name
+
+
+def friendly_text(text: str, cache: str | Path | None = None) -> str:
+    """``text`` (an engine message) with every path in the download cache replaced by what
+    the user knows it as: an upload by its file name, a file extracted from an uploaded zip
+    as ``<zip name>/<member>``, a downloaded MovieLens file as ``<dataset>/<file>``, and the
+    cache folder itself as "the download cache"."""
+    base = Path(cache or cache_dir())
+    spellings = sorted({str(base), str(base.resolve())}, key=len, reverse=True)
+    pattern = re.compile("(?:" + "|".join(re.escape(s) for s in spellings) + ")" + _CACHE_PATH_TAIL)
+
+    def name(match: re.Match) -> str:
+        found = Path(match.group(0))
+        parts = _under(found, base) or ()
+        if not parts:
+            return "the download cache"
+        if parts[0] == UPLOADS:
+            if len(parts) == 1:
+                return "the uploads folder"
+            return upload_name(found, base) or parts[-1]
+        if parts[0] == "zips" and len(parts) >= 2:
+            digest = parts[1].lstrip(".").split(".")[0]  # zips/<digest> or a temporary zips/.<digest>.<x>.tmp
+            stored = _upload_in(base / UPLOADS / digest, ".zip")
+            archive = _uploaded_names(base / UPLOADS / digest).get(stored, stored) if stored else "the uploaded zip"
+            return "/".join((archive, *parts[2:]))
+        if parts[0].startswith("."):  # a temporary extraction folder .<name>.<x>.tmp
+            return "/".join((parts[0].lstrip(".").split(".")[0], *parts[1:]))
+        return "/".join(parts)
+
+    return pattern.sub(name, str(text))
 
 
 def table_rows(spec: str) -> int | None:
@@ -340,8 +432,43 @@ def _safe_name(filename: str, default: str) -> str:
     return name[:120]
 
 
+NAMES_FILE = ".names.json"  # in an upload's folder: stored name -> the name it was uploaded as
+_MARKUP = re.compile(r"[\x00-\x1f\x7f*`\[\]<>\\|$~#]+")
+
+
+def _display_name(filename: str, default: str) -> str:
+    """The upload's own file name as the page may show it: its last path part, without control
+    or Markdown/LaTeX characters (``[ ] * ` < > | $ ~ # \\`` become ``_``), at most 120 characters."""
+    name = Path(str(filename).replace("\\", "/")).name
+    name = _MARKUP.sub("_", name).strip() or default
+    return name if len(name) <= 120 else name[:80] + "…" + name[-39:]
+
+
+def _uploaded_names(folder: Path) -> dict[str, str]:
+    try:
+        names = json.loads((folder / NAMES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
+def _remember_name(folder: Path, stored: str, uploaded: str) -> None:
+    names = _uploaded_names(folder)
+    if names.get(stored) == uploaded:
+        return
+    names[stored] = uploaded
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".names.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(names, out)
+        os.replace(tmp, folder / NAMES_FILE)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _store(filename: str, content: bytes, default: str, cache: str | None = None) -> tuple[Path, bool]:
-    """Write an upload to ``<cache>/uploads/<sha256[:16]>/<name>`` (atomically).
+    """Write an upload to ``<cache>/uploads/<sha256[:16]>/<name>`` (atomically), remembering
+    the name it was uploaded as (:data:`NAMES_FILE`).
 
     Returns the path and whether this call created it (an identical upload is reused).
     """
@@ -349,6 +476,7 @@ def _store(filename: str, content: bytes, default: str, cache: str | None = None
     folder = Path(cache or cache_dir()) / UPLOADS / digest
     target = folder / _safe_name(filename, default)
     if target.is_file():
+        _remember_name(folder, target.name, _display_name(filename, default))
         return target, False
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload.", suffix=".part")
@@ -358,6 +486,7 @@ def _store(filename: str, content: bytes, default: str, cache: str | None = None
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    _remember_name(folder, target.name, _display_name(filename, default))
     return target, True
 
 
@@ -367,6 +496,9 @@ def _discard(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+    names = path.parent / NAMES_FILE
+    if names.is_file() and not any(p.name != NAMES_FILE for p in path.parent.iterdir()):
+        names.unlink(missing_ok=True)  # the folder held only this upload
     for parent in (path.parent, path.parent.parent):
         if parent.name != UPLOADS and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
@@ -377,20 +509,24 @@ def load_uploaded_zip(filename: str, content: bytes) -> str:
 
     The zip is kept under the cache's uploads folder so the spec can be loaded again
     (e.g. by a training job); it is extracted once, safely, into the cache. An unsafe or
-    non-MovieLens zip raises :class:`MFError` (UnsafeArchiveError, DataError) and leaves
-    nothing behind: extraction is all-or-nothing and the stored copy is removed again.
+    non-MovieLens zip raises :class:`MFError` (UnsafeArchiveError, DataError; a disk error
+    OSError) and leaves nothing behind: extraction is all-or-nothing and the stored copy is
+    removed again. The error's ``upload_kept`` says whether a copy stays in the cache (only
+    when an identical file was stored there earlier, by another upload).
     """
     if not content:
-        raise DataError(f"{filename} is empty; upload an official MovieLens zip such as ml-100k.zip")
-    name = _safe_name(filename, "upload.zip")
-    if not name.lower().endswith(".zip"):
-        name += ".zip"
-    path, created = _store(name, content, "upload.zip")
+        exc = DataError(f"{filename} is empty; upload an official MovieLens zip such as ml-100k.zip")
+        exc.upload_kept = False
+        raise exc
+    name = filename if str(filename).lower().endswith(".zip") else f"{filename}.zip"
+    path, created = None, False
     try:
+        path, created = _store(name, content, "upload.zip")
         load_data(str(path))
-    except MFError:
+    except (MFError, OSError) as exc:
         if created:
             _discard(path)
+        exc.upload_kept = path is not None and path.exists()
         raise
     return str(path)
 

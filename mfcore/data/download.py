@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from mfcore.data.movielens import detect_layout
 from mfcore.errors import ChecksumError, DataError, DatasetNotFoundError, DownloadError, UnsafeArchiveError
@@ -45,6 +46,7 @@ _ML100K_SPLIT_FILES = {f"{s}.{part}" for s in ("u1", "u2", "u3", "u4", "u5", "ua
 MOVIELENS_FILES = frozenset({"u.data", "u.item", "u.user", "u.genre", "ratings.csv", "movies.csv", "ratings.dat",
                              "movies.dat", "users.dat"} | _ML100K_SPLIT_FILES)
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -384,15 +386,73 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[Path]:
     return entries
 
 
+InUse = Callable[[], Iterable["str | Path"]]
+_IN_USE: list[InUse] = []
+
+
+def protect_in_use(provider: InUse) -> None:
+    """Register ``provider``: a callable giving the dataset specs still needed (a server's
+    queued and running runs). :func:`evict_cache` never removes the cache entries they name;
+    registering the same callable again changes nothing."""
+    if provider not in _IN_USE:
+        _IN_USE.append(provider)
+
+
+def unprotect_in_use(provider: InUse) -> None:
+    """Forget a provider registered with :func:`protect_in_use`."""
+    if provider in _IN_USE:
+        _IN_USE.remove(provider)
+
+
+def entries_of_spec(spec: str | Path, cache_dir: str | Path | None = None) -> set[Path]:
+    """The cache entries a dataset spec needs: a MovieLens name's folder; for a path in the
+    cache, its entry (``uploads/<digest>``, ``zips/<digest>``, ``<name>``); for a zip (an
+    upload or any other), also the folder it is extracted to (``zips/<sha256[:16]>``)."""
+    cache = resolve_cache_dir(cache_dir)
+    text = str(spec).strip()
+    if not text or text.lower().partition(":")[0] == "synthetic":
+        return set()
+    if text.lower() in PINS:
+        return {cache / text.lower()}
+    path = Path(text).expanduser()
+    out: set[Path] = set()
+    for base in {cache, cache.resolve()}:
+        try:
+            parts = path.relative_to(base).parts
+        except ValueError:
+            continue
+        if parts:
+            depth = 2 if parts[0] in ("zips", "uploads") and len(parts) > 1 else 1
+            out.add(cache.joinpath(*parts[:depth]))
+            if parts[0] == "uploads" and len(parts) > 2 and path.suffix.lower() == ".zip":
+                out.add(cache / "zips" / parts[1])  # uploads are stored under their SHA-256[:16]
+                return out
+    if path.suffix.lower() == ".zip" and path.is_file():
+        try:
+            out.add(cache / "zips" / sha256_of(path)[:16])
+        except OSError:
+            pass
+    return out
+
+
 def evict_cache(cache_dir: str | Path | None = None, *, keep: tuple[Path, ...] = (),
                 max_bytes: int | None = None) -> list[Path]:
     """Remove the least recently used cache entries until the cache is under ``max_bytes``
-    (default :func:`mfcore.limits.cache_max_bytes`); entries in ``keep`` stay. Also removes
-    temporary extraction folders and ``.part`` downloads older than an hour (a killed
-    process's leftovers). Returns the entries removed."""
+    (default :func:`mfcore.limits.cache_max_bytes`); entries in ``keep`` stay, and so do those
+    the datasets named by :func:`protect_in_use` providers need (when a provider fails, nothing
+    is evicted this time). Also removes temporary extraction folders and ``.part`` downloads
+    older than an hour (a killed process's leftovers). Returns the entries removed."""
     cache = resolve_cache_dir(cache_dir)
     limit = cache_max_bytes() if max_bytes is None else max_bytes
     removed: list[Path] = []
+    in_use: set[Path] = set()
+    for provider in list(_IN_USE):
+        try:
+            for spec in provider():
+                in_use |= entries_of_spec(spec, cache)
+        except Exception as exc:  # noqa: BLE001 - unknown use: keep everything rather than guess
+            log.warning("cache eviction skipped: cannot tell which datasets are in use (%s)", exc)
+            limit = None
     now = time.time()
     for parent in (cache, cache / "zips", cache / "uploads"):
         if parent.is_dir():
@@ -400,7 +460,9 @@ def evict_cache(cache_dir: str | Path | None = None, *, keep: tuple[Path, ...] =
                 if leftover.name.startswith(".") and leftover.name.endswith((".tmp", ".part")) \
                         and now - _entry_time(leftover) > 3600:
                     shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
-    kept = {Path(k).resolve() for k in keep}
+    if limit is None:
+        return removed
+    kept = {Path(k).resolve() for k in (*keep, *in_use)}
     entries = [(e, _entry_size(e), _entry_time(e)) for e in cache_entries(cache)]
     total = sum(size for _, size, _ in entries)
     for entry, size, _ in sorted(entries, key=lambda x: x[2]):

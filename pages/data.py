@@ -202,6 +202,10 @@ def _show_data(spec: str) -> SplitOptions | None:
         return None
     s = stats["summary"]
     st.markdown(f"**{md(datasets.describe_spec(spec))}**")
+    if datasets.is_synthetic(spec):  # issue 9: the planted answer, and the floor no model can beat
+        knobs = datasets.parse_synthetic_spec(spec)
+        st.info(f"Planted rank **{knobs['rank']}** and noise **{knobs['noise']:g}** stars: no model can reach a test "
+                f"RMSE below about {knobs['noise']:g} here (the Train page draws it as the floor).", icon=":material/target:")
     if stats["source"]:
         st.caption(datasets.friendly_text(stats["source"]))
     if note := datasets.duplicates_note(stats):

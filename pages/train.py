@@ -15,9 +15,9 @@ import streamlit as st
 from mfcore.errors import MFError
 from mfcore.presets import PRESETS
 from mfcore.training.steppers import updates_every_row
-from ui import identity, jobs, state, train_form
+from ui import identity, jobs, projector, state, train_form
 from ui.datasets import describe_spec, table_rows
-from ui.run_charts import learning_curve, throughput
+from ui.run_charts import learning_curve, outcome, overlay, throughput, worse_advice
 from ui.text import md
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,44 +78,59 @@ def _stop(run_id: str) -> None:
         st.session_state[LAUNCH_NOTE] = ("error", md(exc))
 
 
-def _relaunch(run_id: str) -> None:
+COMPARE_PAIR = "train__compare_pair"  # (run followed, default run launched beside it) for the overlay
+
+
+def _compare_with_default(run_id: str) -> None:
+    """Launch the tuned default on the run's data and split, and overlay both curves."""
+    from mfcore.runs.runner import RunRequest
+
+    default = PRESETS["default"]
     try:
-        new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
+        record = jobs.get_store().get(run_id)
+        new_id = jobs.get_runner().submit(RunRequest(
+            dataset=record.dataset, split=record.split, seed=record.seed, model_config=default.model,
+            train_config=default.train, owner=identity.owner(), owner_name=identity.current().name,
+            label="tuned default (compare)"))
     except MFError as exc:
         st.session_state[LAUNCH_NOTE] = ("error", md(exc))
         return
-    _follow(new_id)
-    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{new_id}` with the same settings.")
-
-
-# ---------------------------------------------------------------------------- the page
-def data_line() -> None:
-    """The data and split chosen on the Data page, with a link to change them."""
-    spec, split, seed = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC), state.get(state.SEED)
-    c1, c2 = st.columns([5, 1], vertical_alignment="center")
-    with c1:
-        st.markdown(f"**Data:** {md(describe_spec(spec))} · **split** `{split}` · **split seed** {seed}")
-    with c2:
-        if DATA_PAGE.is_file():
-            st.page_link(str(DATA_PAGE.relative_to(ROOT)), label="Change data", icon=":material/table_chart:")
+    st.session_state[COMPARE_PAIR] = (run_id, new_id)
+    st.session_state[LAUNCH_NOTE] = ("success", f"Queued the tuned default as run `{new_id}` on the same data and "
+                                     "split; both curves are overlaid below.")
 
 
 def preset_bar() -> None:
-    st.markdown("**Presets** fill the form with a tutorial's published configuration:")
+    st.markdown("**Presets** set the form, the data and the split to a tutorial's published setup:")
     cols = st.columns(len(PRESETS))
     for col, (name, preset) in zip(cols, PRESETS.items()):
         with col:
             st.button(preset.title.split(" (")[0], key=f"preset_{name}", on_click=train_form.apply_preset,
                       args=(name,), help=f"{preset.description} Reference: {preset.reference}.", width="stretch")
     chosen = st.session_state.get(train_form.SOURCE_PRESET)
-    if chosen in PRESETS:
-        p = PRESETS[chosen]
-        spec = state.get(state.DATASET_SPEC)
-        note = (f" Its source used **{p.dataset}** with split `{p.split}`"
-                + ("" if (p.dataset == spec and p.split == state.get(state.SPLIT_SPEC))
-                   else "; choose them on the Data page to compare with its number.")
-                if p.dataset else "")
-        st.info(f"**{p.title}** — {p.description}  \nReference: {p.reference}.{note}", icon=":material/tune:")
+    if chosen not in PRESETS:
+        return
+    p = PRESETS[chosen]
+    spec, split = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC)
+    published = (f"**Published:** test RMSE **{p.published_rmse:g}** ({md(p.published_source)})"
+                 if p.published_rmse is not None else f"**Published:** no figure ({md(p.published_source)})")
+    measured = f" · **measured here:** about {p.measured_rmse:g}" if p.measured_rmse is not None else ""
+    if p.keeps_data:
+        data = f"Keeps your data: **{md(describe_spec(spec))}**, split `{split}`."
+    elif (spec, split) == (p.dataset, p.split):
+        data = f"Data set to its source's: **{md(p.dataset)}**, split `{p.split}`."
+    else:
+        data = f"Its source used **{md(p.dataset)}** with split `{p.split}`; you now train on {md(describe_spec(spec))}."
+    st.info(f"**{p.title}** — {p.description}  \n**What this lesson shows:** {md(p.lesson)}  \n"
+            f"{published}{measured}  \n{data}", icon=":material/tune:")
+    missing = st.session_state.get(train_form.PRESET_DATA_MISSING)
+    if missing and missing == p.dataset and (spec, split) != (p.dataset, p.split):
+        st.warning(f"**{md(missing)}**, the data of this preset, is not on this machine, so the data was left as it "
+                   f"is ({md(describe_spec(spec))}). Download it (or upload its zip) on the Data page, then press "
+                   "the preset again.", icon=":material/cloud_off:")
+        if DATA_PAGE.is_file():
+            st.page_link(str(DATA_PAGE.relative_to(ROOT)), label=f"Download {missing} on the Data page",
+                         icon=":material/download:")
 
 
 def dense_update_warning() -> None:
@@ -216,9 +231,12 @@ def draw_run(snap, live: bool) -> None:
 
     points = jobs.remember_progress(snap.run_id, snap.progress) if live else \
         st.session_state.get(jobs.PROGRESS_POINTS, {}).get(snap.run_id, [])
+    log_y, tail = chart_options()
     fig = learning_curve(snap.history, snap.baselines, progress=points, epochs_planned=snap.epochs_planned,
-                         title=f"Learning curve · {snap.dataset} · {snap.split}")
-    st.plotly_chart(fig, width="stretch", key=f"curve_{snap.run_id}")
+                         title=f"Learning curve · {snap.dataset} · {snap.split}", log_y=log_y, tail=tail,
+                         floor=noise_floor(snap.dataset))
+    st.plotly_chart(projector.figure(fig), width="stretch", key=f"curve_{snap.run_id}")
+    compare_view(snap)
     with st.expander("Throughput per epoch"):
         st.plotly_chart(throughput(snap.history), width="stretch", key=f"speed_{snap.run_id}")
 
@@ -256,9 +274,60 @@ def status_slot(snap, rmse: float | None, base: float | None) -> None:
                   "least one epoch completed.", icon=":material/stop_circle:")
     elif snap.status == "finished":
         gm = (snap.baselines or {}).get("global_mean_rmse")
-        slot.success(
-            f"Finished: test RMSE **{jobs.fmt(rmse)}** · biases only {jobs.fmt(base)} · global mean {jobs.fmt(gm)}. "
-            "Compare runs on the Runs page.", icon=":material/check_circle:")
+        worse = outcome(rmse, snap.baselines)
+        numbers = f"test RMSE **{jobs.fmt(rmse)}** · biases only {jobs.fmt(base)} · global mean {jobs.fmt(gm)}"
+        if worse:
+            slot.warning(f"**Finished {worse}:** {numbers}. A model that cannot beat "
+                         f"{'predicting the average rating' if 'mean' in worse else 'user and movie biases alone'} "
+                         f"has learned nothing useful. **Why, probably:** {worse_advice(snap.history, snap.train_config)}",
+                         icon=":material/warning:")
+        else:
+            slot.success(f"Finished: {numbers}. Compare runs on the Runs page.", icon=":material/check_circle:")
+
+
+def chart_options() -> tuple[bool, bool]:
+    """The learning curve's view toggles (log y axis, zoom to the tail); kept for the session."""
+    c1, c2, c3 = st.columns([1, 1, 2])
+    log_y = c1.toggle("Log y axis", key="train_log_y", persist_state="session")
+    tail = c2.toggle("Zoom to the tail", key="train_tail", persist_state="session",
+                     help="Leave out the first fifth of the epochs: a first epoch far above the rest squashes the curve.")
+    if not projector.active():
+        c3.caption("Shaded: the train–test gap. ★ the best test epoch.")
+    return log_y, tail
+
+
+def noise_floor(spec: str) -> float | None:
+    """The planted noise of a synthetic dataset (the RMSE no model can beat), else None."""
+    from mfcore.data.synthetic_spec import is_synthetic, parse_synthetic_spec
+
+    try:
+        return float(parse_synthetic_spec(spec)["noise"]) if is_synthetic(spec) else None
+    except MFError:
+        return None
+
+
+def _compare_active(run_id: str) -> bool:
+    pair = st.session_state.get(COMPARE_PAIR)
+    other = jobs.snapshot(pair[1]) if pair and pair[0] == run_id else None
+    return other is not None and jobs.is_active(other.status)
+
+
+def compare_view(snap) -> None:
+    """"Compare with the tuned default": the button, then both curves overlaid."""
+    pair = st.session_state.get(COMPARE_PAIR)
+    if pair and pair[0] == snap.run_id:
+        curves = []
+        for run_id, name in ((pair[0], snap.label or pair[0]), (pair[1], "tuned default")):
+            other = jobs.snapshot(run_id)
+            if other is not None:
+                curves.append({"label": name, "history": other.history, "baselines": other.baselines})
+        st.plotly_chart(projector.figure(overlay(curves, title="This run vs the tuned default (test RMSE)")),
+                        width="stretch", key=f"compare_{snap.run_id}")
+        return
+    if not jobs.is_active(snap.status) and snap.owner == identity.owner():
+        st.button("Compare with the tuned default", key=f"compare_default_{snap.run_id}",
+                  on_click=_compare_with_default, args=(snap.run_id,), icon=":material/compare_arrows:",
+                  help="Launches the tuned default on the same data and split and overlays both curves.")
 
 
 def live_view(was_live: bool) -> None:
@@ -282,7 +351,8 @@ def live_view(was_live: bool) -> None:
             return
         live = jobs.is_active(snap.status)
         draw_run(snap, live)
-    if was_live and not live:
+        live = live or _compare_active(snap.run_id)  # the overlaid tuned default still training
+    if was_live != live:
         st.rerun(scope="app")  # one full run that draws the fragment without a timer
 
 
@@ -298,5 +368,5 @@ st.divider()
 run_picker()
 
 _followed = jobs.snapshot(state.get(state.ACTIVE_RUN))
-_live = _followed is not None and jobs.is_active(_followed.status)
+_live = _followed is not None and (jobs.is_active(_followed.status) or _compare_active(_followed.run_id))
 st.fragment(live_view, run_every=jobs.LIVE_INTERVAL_S if _live else None)(_live)

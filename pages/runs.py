@@ -184,6 +184,16 @@ def _rename(run_id: str, key: str) -> None:
         st.session_state[NOTE] = ("error", md(exc))
 
 
+def _resume(run_id: str) -> None:
+    try:
+        jobs.get_runner().resume(run_id, identity.actor())
+    except MFError as exc:
+        st.session_state[NOTE] = ("error", str(exc))
+        return
+    state.put(state.ACTIVE_RUN, run_id)
+    st.session_state[NOTE] = ("success", f"Run `{run_id}` is queued to go on from its last checkpoint.")
+
+
 def _relaunch(run_id: str) -> None:
     try:
         new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
@@ -284,6 +294,10 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
         elif not active:
             st.button("Launch again", key=f"runs_relaunch_{run.id}", on_click=_relaunch, args=(run.id,),
                       icon=":material/replay:", help="A new run of yours with this run's data, split and settings.")
+            resumable = run.status in ("interrupted", "stopped") and run.epochs_done < run.epochs_planned
+            if may_change and resumable and run.checkpoint_path:
+                st.button("Resume", key=f"runs_resume_{run.id}", on_click=_resume, args=(run.id,),
+                          icon=":material/play_circle:", help="Go on from its last checkpoint to the planned epochs.")
     with c4:
         if may_change:
             st.button("Delete…", key=f"runs_delete_{run.id}", on_click=_ask_delete, args=(run.id,),

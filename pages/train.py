@@ -78,6 +78,38 @@ def _stop(run_id: str) -> None:
         st.session_state[LAUNCH_NOTE] = ("error", md(exc))
 
 
+def _resume(run_id: str) -> None:
+    try:
+        jobs.get_runner().resume(run_id, identity.actor())
+    except MFError as exc:
+        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        return
+    _follow(run_id)
+    st.session_state[LAUNCH_NOTE] = ("success", f"Run `{run_id}` is queued to go on from its last checkpoint.")
+
+
+def _relaunch(run_id: str) -> None:
+    try:
+        new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
+    except MFError as exc:
+        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
+        return
+    _follow(new_id)
+    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{new_id}` with the same settings.")
+
+
+# ---------------------------------------------------------------------------- the page
+def data_line() -> None:
+    """The data and split chosen on the Data page, with a link to change them."""
+    spec, split, seed = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC), state.get(state.SEED)
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    with c1:
+        st.markdown(f"**Data:** {md(describe_spec(spec))} · **split** `{split}` · **split seed** {seed}")
+    with c2:
+        if DATA_PAGE.is_file():
+            st.page_link(str(DATA_PAGE.relative_to(ROOT)), label="Change data", icon=":material/table_chart:")
+
+
 COMPARE_PAIR = "train__compare_pair"  # (run followed, default run launched beside it) for the overlay
 
 
@@ -263,15 +295,23 @@ def status_slot(snap, rmse: float | None, base: float | None) -> None:
     elif snap.status == "failed":
         slot.error(f"**The run failed:** {md(snap.message)}\n\n**What to change:** {jobs.failure_advice(snap.message)}",
                    icon=":material/error:")
-    elif snap.status == "interrupted":
+    elif snap.status in ("interrupted", "stopped"):
         with slot.container():
-            st.warning(f"Interrupted: {md(snap.message)}. The completed epochs are kept below.", icon=":material/warning:")
-            if snap.owner == identity.owner():
-                st.button("Launch it again", key=f"relaunch_{snap.run_id}", on_click=_relaunch, args=(snap.run_id,),
-                          icon=":material/replay:", help="A new run with the same data, split and settings.")
-    elif snap.status == "stopped":
-        slot.info(f"Stopped after {snap.epochs_done} completed epoch(s); they are kept, with a checkpoint when at "
-                  "least one epoch completed.", icon=":material/stop_circle:")
+            if snap.status == "interrupted":
+                st.warning(f"Interrupted: {md(snap.message)}. The completed epochs are kept below.",
+                           icon=":material/warning:")
+            else:
+                st.info(f"Stopped after {snap.epochs_done} completed epoch(s); they are kept, with a checkpoint when "
+                        "at least one epoch completed.", icon=":material/stop_circle:")
+            if identity.actor().may_change(snap.owner):
+                b1, b2, _ = st.columns([1, 1, 2])
+                b1.button("Resume", key=f"resume_{snap.run_id}", on_click=_resume, args=(snap.run_id,),
+                          icon=":material/play_circle:",
+                          disabled=not snap.checkpoint_path or snap.epochs_done >= snap.epochs_planned,
+                          help="Go on from its last checkpoint to the planned epochs (this run, in place).")
+                b2.button("Launch it again", key=f"relaunch_{snap.run_id}", on_click=_relaunch,
+                          args=(snap.run_id,), icon=":material/replay:",
+                          help="A new run with the same data, split and settings.")
     elif snap.status == "finished":
         gm = (snap.baselines or {}).get("global_mean_rmse")
         worse = outcome(rmse, snap.baselines)

@@ -363,7 +363,7 @@ def test_runs_page_lists_runs_and_compares_them(runs_dir):
     at.toggle(key="runs_only_diff").set_value(False).run()
     assert "train.lr" in at.dataframe[1].value.index
 
-    labels = [b.label for b in at.get("download_button")]
+    labels = [b.label for b in at.get("download_button")] + [b.label for b in at.button]  # (the .pt one publishes a link)
     assert "Checkpoint (.pt)" in labels and "Metrics (.csv)" in labels
     csv = RunStore(runs_dir).export_metrics_csv(first)
     assert csv.splitlines()[0].startswith("run_id,epoch")

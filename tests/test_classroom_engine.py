@@ -285,3 +285,25 @@ def test_a_version_1_database_is_upgraded_without_losing_runs(tmp_path: Path):
     record = upgraded.get(run.id)
     assert record.owner == "old" and record.owner_name == "" and record.placement == ""
     assert upgraded._conn().execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_in_place(make_runner):
+    runner = make_runner(checkpoint_every_s=0.0, share_identical=False)
+    run_id = runner.submit(_request("alice", epochs=300))
+    _until(lambda: runner.snapshot(run_id).epochs_done >= 5, what="five epochs")
+    runner.stop(run_id, Actor("alice"))
+    stopped = runner.wait(run_id, timeout=20)
+    assert stopped.status == "stopped" and 5 <= stopped.epochs_done < 300
+    kept = len(runner.load_model(run_id).history["epoch"])
+    with pytest.raises(PermissionDenied):
+        runner.resume(run_id, Actor("bob"))
+    runner.resume(run_id, Actor("alice"))
+    done = runner.wait(run_id, timeout=60)
+    assert done.status == "finished", done.message
+    assert done.history["epoch"].tolist() == list(range(1, 301))  # the kept epochs, then the rest
+    assert done.history["test_rmse"].iloc[: kept].tolist() == stopped.history["test_rmse"].iloc[: kept].tolist()
+    # It went on from the checkpoint's weights, not from scratch: its first resumed epoch is
+    # about as good as the last kept one (a fresh model's first epoch is far worse).
+    assert done.history["test_rmse"].iloc[kept] < done.history["test_rmse"].iloc[0]
+    with pytest.raises(RunnerError, match="only an interrupted or stopped run"):
+        runner.resume(run_id, Actor("alice"))

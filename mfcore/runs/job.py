@@ -49,6 +49,10 @@ class JobSpec:
     train_config: dict[str, Any]
     runtime: dict[str, Any] = field(default_factory=dict)
     checkpoint_every_s: float = 10.0
+    resume_payload: bytes | None = None
+    """A checkpoint file's bytes to start from (resuming an interrupted run), else None."""
+    first_epoch: int = 1
+    """The epoch to start at when resuming (the checkpoint's epochs + 1)."""
 
     @property
     def wants_gpu(self) -> bool:
@@ -208,11 +212,13 @@ def run_job(
         emit(RunFailed(reason="error", message=one_line(exc), epoch=0, device=""))
         return
     try:
+        resume_from = _read_checkpoint(spec.resume_payload) if spec.resume_payload else None
         trainer = Trainer(
             data, split,
             config_from_dict(ModelConfig, spec.model_config),
             config_from_dict(TrainConfig, spec.train_config),
             config_from_dict(RuntimeOptions, spec.runtime),
+            resume_from=resume_from, first_epoch=spec.first_epoch,
         )
     except Exception as exc:  # noqa: BLE001 - e.g. DeviceError: CUDA asked for but absent
         emit(RunFailed(reason="error", message=one_line(exc), epoch=0, device=""))
@@ -234,3 +240,15 @@ def run_job(
         if isinstance(event, EpochEnded) and time.monotonic() - last_checkpoint >= spec.checkpoint_every_s:
             emit(model_now(False, event.epoch))
             last_checkpoint = time.monotonic()
+
+
+def _read_checkpoint(payload: bytes):
+    """A TrainedModel from a checkpoint file's bytes (through a temporary file: torch.load's checks apply)."""
+    import tempfile
+
+    from mfcore import checkpoint
+
+    with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
+        fh.write(payload)
+        fh.flush()
+        return checkpoint.load(fh.name)

@@ -404,6 +404,46 @@ class JobRunner:
         """Change a run's label (its owner or a teacher only)."""
         self.store.rename(run_id, label, actor)
 
+    def resume(self, run_id: str, actor: Actor) -> None:
+        """Continue an interrupted (or stopped) run from its checkpoint, in place (its owner or a teacher).
+
+        The epochs after the checkpoint's are dropped (their weights were not kept); training
+        goes on from the next epoch to the planned number. RunnerError when there is no
+        checkpoint or nothing is left to train.
+        """
+        record = self.store.get(run_id)
+        check_may_change(actor, record.owner, run_id, "resume")
+        if record.status not in ("interrupted", "stopped"):
+            raise RunnerError(f"run {run_id} is {record.status}; only an interrupted or stopped run can be resumed")
+        path = record.checkpoint_path
+        if not path or not os.path.isfile(path):
+            raise RunnerError(f"run {run_id} has no checkpoint to resume from; launch it again instead")
+        done = len(checkpoint.load(path).history.get("epoch", []))
+        if done < 1 or done >= record.epochs_planned:
+            raise RunnerError(f"run {run_id}'s checkpoint holds {done} of {record.epochs_planned} epochs: "
+                              "nothing to resume; launch it again instead")
+        payload = Path(path).read_bytes()
+        spec = JobSpec(
+            job_id=run_id, dataset=record.dataset, split=record.split, seed=record.seed,
+            model_config=record.model_config, train_config=record.train_config, runtime=record.runtime,
+            checkpoint_every_s=self.checkpoint_every_s, resume_payload=payload, first_epoch=done + 1,
+        )
+        self.executor.check(spec)
+        self._grow_threads()
+        with self._cond:
+            if self._closed:
+                raise RunnerError("the job runner has shut down; restart the app to train again")
+            if run_id in self._job_of_run:
+                raise RunnerError(f"run {run_id} is already queued")
+            self.store.prepare_resume(run_id, done, f"resuming from the checkpoint of epoch {done}",
+                                      process=self._process)
+            # Never joined by identical requests: its result comes by another path.
+            job = _Job(run_id, spec, record.owner, f"resume:{run_id}", [run_id])
+            self._jobs[run_id] = job
+            self._job_of_run[run_id] = run_id
+            self._queue.push(record.owner, run_id)
+            self._cond.notify()
+
     def relaunch(self, run_id: str, actor: Actor, owner_name: str = "", label: str | None = None) -> str:
         """Queue a new run of ``actor`` with ``run_id``'s data, split, seed and settings."""
         record = self.store.get(run_id)

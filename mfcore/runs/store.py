@@ -643,6 +643,19 @@ class RunStore:
             check_may_change(actor, owner, run_id, "rename")
             conn.execute("UPDATE runs SET label = ? WHERE id = ?", (label, run_id))
 
+    def prepare_resume(self, run_id: str, kept_epochs: int, message: str, *, process: str | None = None) -> None:
+        """Queue an ended run again, keeping its first ``kept_epochs`` epochs (a system write;
+        the runner checks who may resume)."""
+        with self._write() as conn:
+            _status_of(conn, run_id)
+            conn.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, int(kept_epochs)))
+            conn.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            conn.execute(
+                """UPDATE runs SET status = 'queued', message = ?, finished_at = NULL, metrics = '{}',
+                   best_epoch = NULL, process = COALESCE(?, process) WHERE id = ?""",
+                (message, process, run_id),
+            )
+
     def set_placement(self, run_id: str, placement: str) -> None:
         """Record where a run executes (a system write)."""
         with self._write() as conn:

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -68,7 +68,15 @@ class Trainer:
         model_config: ModelConfig | None = None,
         train_config: TrainConfig | None = None,
         runtime: RuntimeOptions | None = None,
+        *,
+        resume_from: Any = None,
+        first_epoch: int = 1,
     ) -> None:
+        """``resume_from`` (a TrainedModel of the same data and model config) starts from its
+        weights at epoch ``first_epoch`` (the learning rate decayed as if the earlier epochs
+        had run); the shuffles of the resumed epochs differ from an uninterrupted run's."""
+        self.resume_from = resume_from
+        self.first_epoch = int(first_epoch)
         self.data = data
         self.split = split
         self.model_config = model_config or ModelConfig()
@@ -141,6 +149,8 @@ class Trainer:
             data.n_users, data.n_items, self.model_config,
             global_mean=global_mean, rating_scale=data.rating_scale, generator=gen, device=dev,
         )
+        if self.resume_from is not None:
+            _load_weights(model, self.resume_from)
         train = TrainTensors(
             train_u, train_i, train_r,
             user_weight=l2_row_weights(train_u, data.n_users, tc.l2_count_power),
@@ -159,11 +169,11 @@ class Trainer:
 
         averager = _WeightAverager(model) if tc.average_from is not None else None
         best = (math.inf, 0, None)  # (rmse, epoch, state)
-        lr = tc.lr
+        lr = tc.lr * tc.lr_decay ** (self.first_epoch - 1)
         elapsed = 0.0
         reason = "completed"
         epoch = 0
-        for epoch in range(1, tc.epochs + 1):
+        for epoch in range(self.first_epoch, tc.epochs + 1):
             stepper.set_lr(lr)
             t0 = time.perf_counter()
             last_report = t0
@@ -375,3 +385,19 @@ def fit(
         if isinstance(event, RunFailed):
             raise (DivergedError if event.reason == "diverged" else MFError)(event.message)
     return trainer
+
+
+def _load_weights(model: MFModel, trained: Any) -> None:
+    """Copy a checkpoint's weights into a fresh model of the same shape (MFError otherwise)."""
+    from mfcore.errors import CheckpointError
+
+    state = trained.model.state_dict()
+    mine = model.state_dict()
+    for key, value in mine.items():
+        if key not in state or tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"the checkpoint does not fit this run ({key}: {tuple(state.get(key, value).shape)} vs "
+                f"{tuple(value.shape)}); launch it again instead")
+    with torch.no_grad():
+        for key, value in mine.items():
+            value.copy_(state[key].to(value.device, value.dtype))

@@ -209,6 +209,25 @@ def _follow(run_id: str) -> None:
     state.put(state.ACTIVE_RUN, run_id)
 
 
+def _projector_zip(run_id: str) -> bytes:
+    """The run's vectors and metadata for the Embedding Projector (mfcore.export), built on click."""
+    from mfcore.export import projector_zip
+    from ui import datasets
+
+    trained = jobs.get_runner().load_model(run_id)
+    try:
+        data = datasets.load_data(trained.dataset or jobs.get_store().get(run_id).dataset)
+    except MFError:
+        data = None  # the vectors still export, with ids only
+    return projector_zip(trained, data)
+
+
+def _history_csv(run_id: str) -> str:
+    from mfcore.export import history_csv
+
+    return history_csv(jobs.get_store().epochs(run_id))
+
+
 # ---------------------------------------------------------------------------- sections
 def compare_section(runs: list, labels: dict[str, str]) -> None:
     st.subheader("Compare")
@@ -284,6 +303,19 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
             file_name=f"mfstudio-{run.id}-metrics.csv", mime="text/csv", on_click="ignore",
             key=f"dl_csv_{run.id}", icon=":material/download:",
         )
+    e1, e2 = st.columns(2)  # issue 9: exports for the Embedding Projector and spreadsheets
+    with e1:
+        st.download_button(
+            "Embedding Projector files (.zip)", data=partial(_projector_zip, run.id), on_click="ignore",
+            file_name=f"mfstudio-{run.id}-projector.zip", mime="application/zip", key=f"dl_proj_{run.id}",
+            icon=":material/scatter_plot:", disabled=not run.checkpoint_path,
+            help="Item and user vectors with their metadata (title, genres, year, rating count) as TSV files for "
+                 "projector.tensorflow.org.")
+    with e2:
+        st.download_button(
+            "Learning history (.csv)", data=partial(_history_csv, run.id), on_click="ignore",
+            file_name=f"mfstudio-{run.id}-history.csv", mime="text/csv", key=f"dl_hist_{run.id}",
+            icon=":material/show_chart:")
     may_change = identity.actor().may_change(run.owner)
     active = jobs.is_active(run.status)
     with c3:

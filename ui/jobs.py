@@ -4,14 +4,14 @@ Training never happens in a page script. Pages submit a
 :class:`~mfcore.runs.runner.RunRequest` to the process-wide
 :class:`~mfcore.runs.runner.JobRunner` (created once with ``st.cache_resource``) and
 read :class:`~mfcore.runs.runner.RunSnapshot`\\ s back; a run keeps going when its
-browser tab switches pages or closes, because it lives in the runner's worker threads.
+browser tab switches pages or closes, because it lives in the runner's job threads (or
+on a Dask cluster when ``$MFSTUDIO_DASK_SCHEDULER`` is set).
 
-The runner's workers must not call ``st.*``, so the runner gets a plain loader
-(:func:`load_for_runner`, the same loading code as ``ui.datasets``: synthetic specs with
-knobs, MovieLens names in ``$MFSTUDIO_DATA_DIR`` or the download cache, paths; never
+Local jobs load data with the engine's loader (:func:`load_for_runner`: never
 downloading) inside the runner's own thread-safe :class:`~mfcore.runs.runner.DatasetCache`.
 The app's pages keep their own copies (``st.cache_resource`` in ``ui.datasets``), so a
-dataset that is both trained on and shown is held twice.
+dataset that is both trained on and shown is held twice. At server start a background
+thread warms the compiled kernels and plotly (:func:`_warm_up`).
 """
 
 from __future__ import annotations
@@ -63,15 +63,14 @@ def redraw_cost(name: str) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------- data for workers
 def load_for_runner(spec: str) -> RatingData:
-    """Load a dataset spec for a training job (plain Python: safe in worker threads).
-
-    Same specs as ``ui.datasets.load_data`` (synthetic specs with knobs, MovieLens names
-    in ``$MFSTUDIO_DATA_DIR`` or the download cache, paths); never downloads. Not cached
-    here: the runner wraps it in its :class:`~mfcore.runs.runner.DatasetCache`.
+    """Load a dataset spec for a training job: the engine's :func:`mfcore.runs.job.load_by_spec`
+    (synthetic specs with knobs, MovieLens names in ``$MFSTUDIO_DATA_DIR`` or the download
+    cache, paths; never downloads; the engine's size limits), as a Dask worker loads it too.
+    Not cached here: the runner wraps it in its :class:`~mfcore.runs.runner.DatasetCache`.
     """
-    from ui import datasets as uds  # the spec grammar lives there (its st.cache_* are only decorators)
+    from mfcore.runs.job import load_by_spec
 
-    return uds._load_uncached(uds._normalize(str(spec)), uds.data_dir(), uds.cache_dir())
+    return load_by_spec(spec)
 
 
 # ---------------------------------------------------------------------------- the runner

@@ -333,3 +333,138 @@ def test_bad_device_and_thread_settings_name_the_setting() -> None:
     assert code == 2 and "unknown device 'bogus' (from $MFSTUDIO_DEVICE)" in err
     code, _, err, _ = run_cli("train", "--epochs", "1", env={"MFSTUDIO_CPU_THREADS": "many"})
     assert code == 2 and "MFSTUDIO_CPU_THREADS='many' is not a whole number of threads" in err
+
+
+# ----------------------------------------------------------------------------- eviction and active runs
+
+
+def _entry(folder: Path, age_s: float, size: int = MB, name: str = "u.data") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(bytes(size))
+    (folder / dl.MARKER).write_text("{}")
+    old = os.path.getmtime(folder) - age_s
+    os.utime(folder / dl.MARKER, (old, old))
+    return folder
+
+
+def test_eviction_never_removes_what_a_queued_or_running_run_will_load(tmp_path: Path, monkeypatch) -> None:
+    from mfcore.config import ModelConfig, TrainConfig
+    from mfcore.runs.store import RunStore
+    from ui import datasets  # registers the app's provider: the run store's queued and running runs
+
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    monkeypatch.setenv("MFSTUDIO_RUNS_DIR", str(runs))
+    csv = _entry(cache / "uploads" / "aaaa", 900, name="mine.csv") / "mine.csv"   # queued run's upload
+    zipped = _entry(cache / "uploads" / "bbbb", 800, name="lens.zip") / "lens.zip"  # running run's zip...
+    _entry(cache / "zips" / "bbbb", 700)                                           # ...and its extraction
+    _entry(cache / "ml-100k", 600)                                                 # a running run's MovieLens
+    _entry(cache / "uploads" / "cccc", 500, name="done.csv")                      # a finished run's upload
+    _entry(cache / "zips" / "dddd", 400)                                           # nobody's
+    newest = _entry(cache / "zips" / "eeee", 0)
+    store = RunStore(runs)
+    for spec, status in ((str(csv), "queued"), (str(zipped), "running"), ("ml-100k", "running"),
+                         (str(cache / "uploads" / "cccc" / "done.csv"), "finished"), ("synthetic", "running")):
+        run = store.create_run(dataset=spec, split="random:0.1", seed=0, model_config=ModelConfig(),
+                               train_config=TrainConfig(epochs=1))
+        if status != "queued":
+            store.update_status(run.id, "running")
+        if status == "finished":
+            store.update_status(run.id, "finished")
+    store.close()
+    assert sorted(datasets.active_run_specs()) == sorted([str(csv), str(zipped), "ml-100k", "synthetic"])
+
+    removed = dl.evict_cache(cache, keep=(newest,), max_bytes=MB // 2)  # far over: evict all it may
+    assert sorted(p.relative_to(cache).as_posix() for p in removed) == ["uploads/cccc", "zips/dddd"]
+    for kept in ("uploads/aaaa", "uploads/bbbb", "zips/bbbb", "ml-100k", "zips/eeee"):
+        assert (cache / kept).is_dir(), kept
+
+    # once the runs end, their data may go (oldest first)
+    RunStore(runs).update_status(RunStore(runs).list_runs(statuses=("queued",))[0].id, "stopped")
+    removed = dl.evict_cache(cache, keep=(newest,), max_bytes=MB // 2)
+    assert [p.relative_to(cache).as_posix() for p in removed] == ["uploads/aaaa"]
+
+
+def test_eviction_keeps_everything_when_it_cannot_tell_what_is_in_use(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    old = _entry(cache / "zips" / "old", 900)
+
+    def broken() -> list[str]:
+        raise RuntimeError("database is locked")
+
+    dl.protect_in_use(broken)
+    try:
+        assert dl.evict_cache(cache, max_bytes=0) == [] and old.is_dir()
+    finally:
+        dl.unprotect_in_use(broken)
+    assert dl.evict_cache(cache, max_bytes=0) == [old]
+
+
+# ----------------------------------------------------------------------------- a real-size zip bomb
+
+
+def _real_bomb(path: Path, gib: float) -> Path:
+    """A zip of a few MB whose ml-100k/u.data is ``gib`` GiB of zeros (deflate level 9, streamed)."""
+    chunk = bytes(16 * MB)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open("ml-100k/u.data", "w", force_zip64=True) as out:
+            for _ in range(int(gib * 1024 / 16)):
+                out.write(chunk)
+    return path
+
+
+def _free_disk(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def test_a_real_size_zip_bomb_upload_is_refused_with_memory_and_disk_bounded(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    bomb = _real_bomb(tmp_path / "bomb.zip", 3.2)  # 3.2 GiB of zeros in ~3 MB (~15 s to build here)
+    assert bomb.stat().st_size < 8 * MB
+    assert sum(i.file_size for i in zipfile.ZipFile(bomb).infolist()) > 3 * 1024**3
+    cache = tmp_path / "cache"
+    code = textwrap.dedent(f"""
+        import os, sys
+        os.environ["MFSTUDIO_CACHE"] = {str(cache)!r}
+        os.environ["MFSTUDIO_RUNS_DIR"] = {str(tmp_path / "runs")!r}
+        from ui import datasets, data_sources
+        content = open({str(bomb)!r}, "rb").read()
+        try:
+            datasets.load_uploaded_zip("bomb.zip", content)
+            print("LOADED")
+        except Exception as exc:
+            print(type(exc).__name__)
+            print(data_sources.zip_refused_message("bomb.zip", exc))
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                print("VMHWM", line.split()[1])
+    """)
+    lowest = [_free_disk(tmp_path)]
+    start = lowest[0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            lowest[0] = min(lowest[0], _free_disk(tmp_path))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        done.set()
+        watcher.join()
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.splitlines()[0] == "UnsafeArchiveError", out
+    assert "bomb.zip was refused" in out and "over the 1610612736 byte limit (a zip bomb?)" in out, out
+    assert "Nothing was stored." in out and str(cache) not in out, out  # named by the upload, not the cache path
+    peak = int(out.split("VMHWM")[1].split()[0]) * 1024
+    assert peak < 700 * MB, f"peak RSS {peak / MB:.0f} MB"
+    assert start - lowest[0] < 400 * MB, f"free disk fell by {(start - lowest[0]) / MB:.0f} MB while refusing"
+    leftovers = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert leftovers == []

@@ -92,10 +92,13 @@ ACTIVE_STATUSES = ("queued", "running")
 def active_run_specs() -> list[str]:
     """The dataset specs of this server's queued and running runs: the download cache never
     evicts what they will load (:func:`mfcore.data.download.protect_in_use`)."""
-    from mfcore.runs.store import RunStore
+    from mfcore.runs.store import DB_NAME, RunStore
     from ui import jobs  # not at import: ui.jobs imports this module's neighbours
 
-    store = RunStore(jobs.runs_dir())
+    folder = jobs.runs_dir()
+    if not (folder / DB_NAME).is_file():  # no run store yet: no runs (and none is created here)
+        return []
+    store = RunStore(folder)
     try:
         return sorted({r.dataset for r in store.list_runs(statuses=ACTIVE_STATUSES)})
     finally:

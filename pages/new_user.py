@@ -98,9 +98,24 @@ def editor_key(run_id: str, version: int) -> str:
 
 
 # ---------------------------------------------------------------------------- sections
-def popular(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float], step: float) -> None:
-    """The most-rated movies with an editable rating column; edits go straight into ``ratings``."""
-    lo, hi = sel.data.rating_scale
+BASE_KEY = "new_user_editor_base"  # {run id: (version, DataFrame)}: the table the editor was built on
+
+
+def _base(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float]) -> pd.DataFrame:
+    """The popular table as the editor was built on, frozen until the version changes.
+
+    The editor must get the *same* data on every rerun: Streamlit's grid resets its pending
+    edits when the data it was given changes, so a table rebuilt from the ratings after each
+    edit lost the edits typed while the previous one was being saved (issue 10: about half
+    of 20 quick edits). The edits live in the editor's own state (cumulative), and are
+    applied to the ratings on every run; only a change made elsewhere (Add, Remove, Start
+    over) bumps the version and rebuilds the table from the ratings.
+    """
+    version = _version(sel.run_id)
+    bases = st.session_state.setdefault(BASE_KEY, {})
+    held = bases.get(sel.run_id)
+    if held is not None and held[0] == version:
+        return held[1]
     top = table.nlargest(POPULAR_N, "ratings")
     base = pd.DataFrame({
         "item": top["item"].to_numpy(),
@@ -109,8 +124,19 @@ def popular(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float], st
         "genres": top["genres"].str.replace("|", ", ", regex=False).to_numpy(),
         "ratings": top["ratings"].to_numpy(),
     })
-    st.markdown(f"**The {len(base)} most-rated movies**: double-click a cell under *your rating* and type "
-                f"{lo:g}–{hi:g}; clear it to take the rating back.")
+    bases[sel.run_id] = (version, base)
+    return base
+
+
+def popular(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float], step: float) -> list[tuple[str, Any]]:
+    """The most-rated movies with an editable rating column; edits go straight into ``ratings``.
+
+    Returns what this run changed, as (title, new rating or None) pairs, for the confirmation.
+    """
+    lo, hi = sel.data.rating_scale
+    base = _base(sel, table, ratings)
+    st.markdown(f"**The {len(base)} most-rated movies**: double-click a cell under *your rating*, type "
+                f"{lo:g}–{hi:g} and press Enter; clear it to take the rating back.")
     edited = st.data_editor(
         base, key=editor_key(sel.run_id, _version(sel.run_id)), hide_index=True, height=420,
         disabled=["item", "title", "genres", "ratings"], column_order=["title", "your rating", "genres", "ratings"],
@@ -122,11 +148,28 @@ def popular(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float], st
             "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many users rated it"),
         },
     )
-    for item, value in zip(edited["item"].tolist(), edited["your rating"].tolist()):
+    changed: list[tuple[str, Any]] = []
+    for item, title, value in zip(edited["item"].tolist(), edited["title"].tolist(), edited["your rating"].tolist()):
         if value is None or pd.isna(value):
-            ratings.pop(item, None)
+            if ratings.pop(item, None) is not None:
+                changed.append((title, None))
         else:
-            ratings[item] = float(np.clip(float(value), lo, hi))
+            value = float(np.clip(float(value), lo, hi))
+            if ratings.get(item) != value:
+                ratings[item] = value
+                changed.append((title, value))
+    return changed
+
+
+def confirm(changed: list[tuple[str, Any]], n_ratings: int) -> None:
+    """Say which ratings this run saved (the last edits typed), so no edit passes unseen."""
+    if not changed:
+        return
+    words = [f"{md(title)} → **{value:g}**" if value is not None else f"{md(title)} taken back"
+             for title, value in changed[-5:]]
+    more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+    st.success(f"Saved: {', '.join(words)}{more}. You have rated {n_ratings} movie{'s' if n_ratings != 1 else ''}; "
+               "a reload keeps them.", icon=":material/check_circle:")
 
 
 def search_and_add(sel: SelectedRun, table: pd.DataFrame, step: float) -> None:
@@ -270,10 +313,12 @@ if sel is not None:
                 "that best explains your ratings, keeping every movie's vector as it learned it.")
     left, right = st.columns([3, 2], gap="large")
     with left:
-        popular(sel, table, ratings, step)
-    save_error = my_ratings.sync(sel.run_id)
-    if save_error:
-        st.error(save_error)
+        changed = popular(sel, table, ratings, step)
+        save_error = my_ratings.sync(sel.run_id)
+        if save_error:
+            st.error(save_error)
+        else:
+            confirm(changed, len(ratings))
     folded = None
     took_ms = 0.0
     if ratings:

@@ -190,3 +190,63 @@ def test_old_links_expire(tmp_path: Path) -> None:
     assert fresh.url != link.url and not link.file.exists() and fresh.alive()
     bad = downloads.publish(src, "../../etc/passwd", folder=folder)
     assert bad.file.name == "checkpoint.pt" and bad.file.parent.parent == folder
+
+
+def test_an_upload_is_named_by_its_own_file_name(offline: Path) -> None:
+    from ui import datasets
+
+    at = start()
+    at.radio(key="data_source").set_value("file").run()
+    body = b"userId,movieId,rating\n" + b"".join(b"%d,%d,%d\n" % (u, i, 1 + (u + i) % 5)
+                                                  for u in range(6) for i in range(5))
+    at.file_uploader(key="data_file").set_value(("my ratings (1).csv", body, "text/csv")).run()
+    digest = next(p.name for p in (offline / "uploads").iterdir())
+    at.button(key=f"data_map_load_{digest}").click().run()
+    assert not at.exception, at.exception
+    spec = at.session_state["dataset_spec"]
+    assert datasets.describe_spec(spec) == "Uploaded: my ratings (1).csv"  # not my_ratings_1_.csv
+    shown = "\n".join(texts(e) for e in (at.markdown, at.caption, at.sidebar.caption, at.error, at.info))
+    assert "my ratings (1).csv" in shown.replace("\\", "") and str(offline) not in shown, shown
+
+
+# ----------------------------------------------------------------------------- a real server
+
+
+def test_a_checkpoint_over_streamlits_static_cap_downloads_from_a_real_server(tmp_path: Path) -> None:
+    """A 250 MB checkpoint (past Streamlit's 200 MB static-file cap) is saved whole through the
+    link the Runs page shows in Chromium, with the run's file name."""
+    import shutil
+    import urllib.request
+
+    from tests.browser_support import app_env, goto_page, launch_chromium, open_app, start_server
+
+    from playwright.sync_api import sync_playwright
+
+    runs = tmp_path / "server-runs"
+    run_id, ckpt = _finished_run_with_checkpoint(runs, 250 * MB)
+    server = start_server(app_env(runs, cache_dir=tmp_path / "server-cache"), tmp_path / "server.log")
+    token_dir = None
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            open_app(page, server.url)
+            goto_page(page, "Runs")
+            page.get_by_role("button", name="Checkpoint (.pt)").click()
+            link = page.locator("a[download]")
+            link.wait_for()
+            href, name = link.get_attribute("href"), link.get_attribute("download")
+            browser.close()
+        assert name == f"mfstudio-{run_id}.pt" and href.endswith("/" + name), (href, name)
+        token_dir = downloads.DOWNLOADS_DIR / href.split("/")[-2]
+        got = 0
+        with urllib.request.urlopen(server.url + href, timeout=60) as resp:
+            assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
+            while chunk := resp.read(4 * MB):
+                got += len(chunk)
+        assert got == ckpt.stat().st_size == 250 * MB
+    finally:
+        server.stop()
+        if token_dir is not None:
+            shutil.rmtree(token_dir, ignore_errors=True)

@@ -144,8 +144,8 @@ def preset_bar() -> None:
         return
     p = PRESETS[chosen]
     spec, split = state.get(state.DATASET_SPEC), state.get(state.SPLIT_SPEC)
-    published = (f"**Published:** test RMSE **{p.published_rmse:g}** ({md(p.published_source)})"
-                 if p.published_rmse is not None else f"**Published:** no figure ({md(p.published_source)})")
+    published = (f"**Published:** test RMSE **{p.published_rmse:g}** ({p.published_source})"
+                 if p.published_rmse is not None else f"**Published:** no figure ({p.published_source})")
     measured = f" · **measured here:** about {p.measured_rmse:g}" if p.measured_rmse is not None else ""
     if p.keeps_data:
         data = f"Keeps your data: **{md(describe_spec(spec))}**, split `{split}`."
@@ -153,7 +153,7 @@ def preset_bar() -> None:
         data = f"Data set to its source's: **{md(p.dataset)}**, split `{p.split}`."
     else:
         data = f"Its source used **{md(p.dataset)}** with split `{p.split}`; you now train on {md(describe_spec(spec))}."
-    st.info(f"**{p.title}** — {p.description}  \n**What this lesson shows:** {md(p.lesson)}  \n"
+    st.info(f"**{p.title}** — {p.description}  \n**What this lesson shows:** {p.lesson}  \n"
             f"{published}{measured}  \n{data}", icon=":material/tune:")
     missing = st.session_state.get(train_form.PRESET_DATA_MISSING)
     if missing and missing == p.dataset and (spec, split) != (p.dataset, p.split):

@@ -68,7 +68,7 @@ def apply() -> bool:
         st.session_state[KEY] = url  # a new ?projector= value wins once, then the toggle rules
         st.session_state[f"{KEY}__url"] = url
     st.session_state.setdefault(KEY, False)
-    st.sidebar.toggle("Projector mode", key=KEY, help="Large text and thick lines for a classroom projector "
+    st.sidebar.toggle("Projector mode", key=KEY, persist_state="session", help="Large text and thick lines for a classroom projector "
                       "(also ?projector=1 in the URL).")
     on = bool(st.session_state.get(KEY))
     if on:

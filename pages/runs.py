@@ -20,6 +20,7 @@ import streamlit as st
 
 from mfcore.errors import MFError
 from ui import downloads, identity, jobs, state
+from ui.datasets import describe_spec
 from ui.run_charts import overlay
 from ui.text import md
 
@@ -37,6 +38,14 @@ METRICS = {
     "test MAE": "test_mae",
     "ratings / second": "examples_per_second",
 }
+
+
+def data_name(spec: str) -> str:
+    """A dataset as a table cell: "synthetic" (with its knobs' spec when changed), a MovieLens
+    name, or an upload's own file name (never a server cache path)."""
+    if spec.strip().lower() == "synthetic" or spec.strip().lower().startswith("synthetic:"):
+        return spec.strip()
+    return describe_spec(spec)
 
 
 def _created(ts: float | None) -> str:
@@ -70,7 +79,7 @@ def runs_table(runs: list, me: str) -> pd.DataFrame:
             "status": r.status,
             "owner": f"{r.who} (you)" if r.owner == me else r.who,
             "label": r.label,
-            "dataset": r.dataset,
+            "dataset": data_name(r.dataset),
             "split": r.split,
             "test RMSE": _test_rmse(r),
             "biases only": _num((r.baselines or {}).get("baseline_rmse")),
@@ -100,7 +109,7 @@ def leaderboard(runs: list) -> pd.DataFrame:
         values = {**{f"model.{k}": v for k, v in (r.model_config or {}).items()},
                   **{f"train.{k}": v for k, v in (r.train_config or {}).items()}}
         diff = [f"{k.split('.', 1)[1]}={v}" for k, v in values.items() if k in base and base[k] != v]
-        rows.append({"test RMSE": rmse, "owner": r.who, "label": r.label, "dataset": r.dataset, "split": r.split,
+        rows.append({"test RMSE": rmse, "owner": r.who, "label": r.label, "dataset": data_name(r.dataset), "split": r.split,
                      "differs from the default": ", ".join(diff) or "(the default)",
                      "inspect": identity.run_link(r.id, as_me=True)})
     frame = pd.DataFrame(rows)
@@ -120,7 +129,7 @@ def config_frame(records: list) -> pd.DataFrame:
     """One column per run, one row per setting (data, split, every model/train/runtime field)."""
     columns = {}
     for r in records:
-        values: dict[str, Any] = {"dataset": r.dataset, "split": r.split, "split seed": r.seed}
+        values: dict[str, Any] = {"dataset": data_name(r.dataset), "split": r.split, "split seed": r.seed}
         values.update({f"model.{k}": v for k, v in (r.model_config or {}).items()})
         values.update({f"train.{k}": v for k, v in (r.train_config or {}).items()})
         values.update({f"runtime.{k}": v for k, v in (r.runtime or {}).items()})
@@ -276,7 +285,7 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
     run = next(r for r in runs if r.id == selected)
     where = f" · ran on {'this server' if run.placement == 'local' else run.placement}" if run.placement else ""
     st.markdown(
-        f"{jobs.status_text(run.status)} · by **{md(run.who)}** · **{md(run.dataset)}** · split {md(run.split)} · "
+        f"{jobs.status_text(run.status)} · by **{md(run.who)}** · **{md(data_name(run.dataset))}** · split {md(run.split)} · "
         f"{run.epochs_done}/{run.epochs_planned} epochs · device {run.device or '–'}{where} · "
         f"created {_created(run.created_at)}"
     )
@@ -418,7 +427,7 @@ def _runs_view() -> bool:
                                         "inspect": st.column_config.LinkColumn(display_text="open")})
         else:
             st.caption("No run has a test RMSE yet.")
-    labels = {r.id: f"{_label(r)} · {r.who} · {r.dataset} · {r.status}" for r in runs}
+    labels = {r.id: f"{_label(r)} · {r.who} · {data_name(r.dataset)} · {r.status}" for r in runs}
     compare_section(runs, labels)
     st.divider()
     detail_section(runs, labels)

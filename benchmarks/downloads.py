@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="mf-dl-bench-"))
+    links = args.app_dir.resolve() / "static" / "downloads"
+    links_before = set(links.iterdir()) if links.is_dir() else set()
     server = None
     try:
         run_id, ckpt = make_run(work / "runs", args.size_mb)
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
+        for made in (set(links.iterdir()) if links.is_dir() else set()) - links_before:
+            shutil.rmtree(made, ignore_errors=True)  # this run's links (hard links to the deleted checkpoint)
 
 
 if __name__ == "__main__":

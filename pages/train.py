@@ -154,7 +154,7 @@ def preset_bar() -> None:
     else:
         data = f"Its source used **{md(p.dataset)}** with split `{p.split}`; you now train on {md(describe_spec(spec))}."
     st.info(f"**{p.title}** — {p.description}  \n**What this lesson shows:** {p.lesson}  \n"
-            f"{published}{measured}  \n{data}", icon=":material/tune:")
+            f"{published}{measured} ({p.reference})  \n{data}", icon=":material/tune:")
     missing = st.session_state.get(train_form.PRESET_DATA_MISSING)
     if missing and missing == p.dataset and (spec, split) != (p.dataset, p.split):
         st.warning(f"**{md(missing)}**, the data of this preset, is not on this machine, so the data was left as it "

@@ -5,8 +5,9 @@ can hold Markdown (``![x](http://host/beacon.png)`` makes every browser that dra
 fetch the URL) or HTML. Everything that draws such a string goes through one of these:
 
 - :func:`md` inside ``st.markdown``/``caption``/``info``/``warning``/``error``, widget
-  labels, expander and tab titles: every Markdown-significant character backslash-escaped
-  and line breaks flattened, so the literal text is shown;
+  labels, expander and tab titles: every Markdown-significant character backslash-escaped,
+  URLs (``http://``, ``https://``, ``www.``) in code spans so that GitHub-flavoured
+  Markdown does not autolink them, and line breaks flattened, so the literal text is shown;
 - :func:`html` inside plotly titles, axis and category labels, legend names and hover
   text (plotly renders a subset of HTML there): ``html.escape``d.
 
@@ -29,9 +30,31 @@ def _flat(value: object) -> str:
     return " ".join(str(value).split())
 
 
+# What GitHub-flavoured Markdown turns into a link even when every character is escaped: its
+# autolink transform runs on the parsed text (after the escapes are gone), so URLs and www.
+# names are put in code spans, which it leaves alone (and which show the text unchanged).
+_AUTOLINK = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
+
+
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span (its literal text, never a link)."""
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def md(value: object) -> str:
-    """``value`` as Markdown that renders as its literal text (one line)."""
-    return _MD_SPECIAL.sub(r"\\\1", _flat(value))
+    """``value`` as Markdown that renders as its literal text (one line): Markdown characters
+    backslash-escaped, URLs in code spans (no autolink)."""
+    text = _flat(value)
+    out, pos = [], 0
+    for m in _AUTOLINK.finditer(text):
+        out.append(_MD_SPECIAL.sub(r"\\\1", text[pos:m.start()]))
+        out.append(_code(m.group(0)))
+        pos = m.end()
+    out.append(_MD_SPECIAL.sub(r"\\\1", text[pos:]))
+    return "".join(out)
 
 
 def html(value: object) -> str:

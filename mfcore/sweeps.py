@@ -21,6 +21,7 @@ Sizes are bounded: a sweep of more than :func:`max_sweep_runs` points
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -392,6 +393,7 @@ class SweepBook:
         return sorted(plans, key=lambda p: p.created_at, reverse=True)
 
 
+log = logging.getLogger(__name__)
 _top_up_lock = threading.Lock()
 
 
@@ -432,6 +434,23 @@ def top_up(plan: SweepPlan, runner, book: SweepBook | None = None) -> int:
             submitted += 1
             if book is not None:
                 book.save(plan)
+    return submitted
+
+
+def top_up_all(runner) -> int:
+    """Submit every sweep's waiting points whose owner has free queue slots; returns how many.
+
+    The job runner calls this after each job ends (``runner.on_job_end``), so a sweep goes
+    on when its owner has closed the Sweeps page.
+    """
+    book = SweepBook(runner.store.runs_dir)
+    submitted = 0
+    for plan in book.list():
+        if plan.pending:
+            try:
+                submitted += top_up(plan, runner, book)
+            except MFError as exc:
+                log.warning("sweep %s: waiting points not submitted: %s", plan.sweep_id, exc)
     return submitted
 
 

@@ -307,3 +307,25 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_in_place(make_runner):
     assert done.history["test_rmse"].iloc[kept] < done.history["test_rmse"].iloc[0]
     with pytest.raises(RunnerError, match="only an interrupted or stopped run"):
         runner.resume(run_id, Actor("alice"))
+
+
+def test_a_sweep_goes_on_when_its_page_is_closed(tmp_path: Path):
+    """The job-end listener submits a sweep's waiting points as the owner's share frees up."""
+    from mfcore import sweeps
+
+    store = RunStore(tmp_path / "runs")
+    runner = JobRunner(store, load_data=_loader, max_workers=1, max_queued_per_owner=2)
+    book = sweeps.SweepBook(store.runs_dir)
+    runner.on_job_end(lambda: sweeps.top_up_all(runner))  # as the app's runner does
+    try:
+        base = _request("alice", epochs=2)
+        plan = sweeps.make_plan(base.model_config, base.train_config, [sweeps.parse_axis("n_factors", "2, 3, 4, 5, 6")],
+                                dataset="planted", split="random:0.1", seed=1, owner="alice", owner_name="Alice")
+        plan.runtime = {"device": "cpu", "cpu_threads": 1}
+        book.save(plan)
+        assert sweeps.top_up(plan, runner, book) == 2  # the owner's share; the page then closes
+        _until(lambda: len(store.list_runs(sweep_id=plan.sweep_id, statuses=("finished",))) == 5, timeout=60,
+               what="all five points to finish without the page")
+        assert not book.load(plan.sweep_id).pending
+    finally:
+        runner.shutdown(wait=True)

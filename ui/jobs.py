@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import streamlit as st
 
 from mfcore.data.dataset import RatingData
-from mfcore.errors import RunnerError
+from mfcore.errors import MFError, RunnerError
 from mfcore.runs.store import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStore, default_runs_dir
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ def _runner_for(runs_dir: str):
     store = RunStore(runs_dir)
     executor = make_executor(default_max_workers(), DatasetCache(load_for_runner, max_items=RUNNER_DATA_CACHE))
     runner = JobRunner(store, executor=executor)
+    from mfcore.sweeps import top_up_all
+
+    runner.on_job_end(lambda: top_up_all(runner))  # a sweep goes on when its owner's page is closed
     if executor.kind == "local":
         threading.Thread(target=_warm_up, name="mfstudio-warm-up", daemon=True).start()
     return runner

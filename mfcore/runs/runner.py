@@ -278,6 +278,7 @@ class JobRunner:
         self._job_of_run: dict[str, str] = {}
         self._closed = False
         self._typical: tuple[float, float | None] = (0.0, None)  # (when computed, seconds)
+        self._job_end_listeners: list[Callable[[], None]] = []
         self.interrupted_on_start = store.mark_interrupted()
         checkpoint.clean_temporary_files(store.runs_dir)  # writes killed mid-way by an earlier process
         self._threads = [
@@ -503,6 +504,11 @@ class JobRunner:
         self._typical = (now, value)
         return value
 
+    def on_job_end(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` in the job thread after every job ends (e.g. to submit a
+        sweep's waiting points as its owner's queue share frees up); its errors are logged."""
+        self._job_end_listeners.append(listener)
+
     def prefetch(self, dataset: str) -> None:
         """Have the executor load ``dataset`` ahead of a first Launch (where it can; else nothing)."""
         prefetch = getattr(self.executor, "prefetch", None)
@@ -605,6 +611,11 @@ class JobRunner:
                         for run_id in job.subscribers:
                             self._job_of_run.pop(run_id, None)
                     self._cond.notify_all()
+                for listener in list(self._job_end_listeners):
+                    try:
+                        listener()
+                    except Exception:  # noqa: BLE001 - a listener must not take the job thread down
+                        log.exception("a job-end listener failed")
 
     def _execute(self, job: _Job) -> None:
         with job.lock:

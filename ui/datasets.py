@@ -589,10 +589,11 @@ def load_uploaded_ratings(path: str | Path, preview: RatingsPreview, mapping: Ma
 def show_current_choice() -> None:
     """The chosen dataset, split and seed, in the sidebar (any page may call this)."""
     from ui import state
+    from ui.text import md
 
     with st.sidebar:
         st.markdown("**Current choice**")
         st.caption(
-            f"Data: {describe_spec(state.get(state.DATASET_SPEC))}  \n"
+            f"Data: {md(describe_spec(state.get(state.DATASET_SPEC)))}  \n"
             f"Split: `{state.get(state.SPLIT_SPEC)}`  \nSeed: {state.get(state.SEED)}"
         )

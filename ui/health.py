@@ -38,6 +38,12 @@ def _settings_problems(env: tuple[tuple[str, str], ...]):
     return check_settings()
 
 
+def _sentence(exc: object) -> str:
+    """An engine message (a clause without a full stop) as one literal-text sentence."""
+    text = str(exc).strip()
+    return md(text) + ("" if text.endswith((".", "!", "?")) else ".")
+
+
 def _move_aside(db_path: str) -> None:
     from mfcore.runs.store_health import move_aside
 
@@ -50,7 +56,7 @@ def _move_aside(db_path: str) -> None:
     try:
         target = move_aside(db_path)
     except MFError as exc:
-        st.session_state[MOVED_NOTE] = ("error", md(exc))
+        st.session_state[MOVED_NOTE] = ("error", _sentence(exc))
         return
     log.warning("moved the damaged runs database %s aside to %s", db_path, target)
     st.session_state[MOVED_NOTE] = ("success", f"The damaged database was moved, unchanged, to {md(target)}; "
@@ -85,7 +91,7 @@ def banner() -> bool:
     try:
         jobs.get_runner()
     except StoreError as exc:
-        st.error(f"**The run store cannot be used.** {md(exc)}", icon=":material/database:")
+        st.error(f"**The run store cannot be used.** {_sentence(exc)}", icon=":material/database:")
         if exc.kind == "damaged":
             st.button("Move the damaged file aside and start an empty run store", key="health_move_aside",
                       on_click=_move_aside, args=(exc.path,), icon=":material/drive_file_move:",
@@ -93,6 +99,6 @@ def banner() -> bool:
                            "or deleted); past runs are then not listed until it is repaired and put back.")
         return False
     except MFError as exc:
-        st.error(f"**The job runner cannot start.** {md(exc)}", icon=":material/error:")
+        st.error(f"**The job runner cannot start.** {_sentence(exc)}", icon=":material/error:")
         return False
     return True

@@ -6,6 +6,11 @@ ensure_env requirements.txt
 if [ -n "${MFSTUDIO_DASK_SCHEDULER:-}" ]; then ensure_env requirements-cluster.txt; fi
 cd "$ROOT"
 if [ -f app.py ]; then
+  # The address students type: this machine's own network address (read, never contacted).
+  PORT=8501
+  for arg in "$@"; do case "$arg" in --server.port=*) PORT="${arg#*=}";; esac; done
+  ADDR="$(hostname -I 2>/dev/null | awk '{print $1}')"
+  echo "MF Studio: open http://localhost:$PORT here${ADDR:+, or http://$ADDR:$PORT from the students' machines}"
   exec "$VENV/bin/streamlit" run app.py "$@"
 fi
 # Until the app lands: the engine's CLI demo on the built-in synthetic data.

@@ -13,8 +13,14 @@ ensure_env() {
   fi
   local stamp="$VENV/.installed-$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)-$(basename "$reqs")"
   if [ ! -f "$stamp" ]; then
-    echo "installing $(basename "$reqs") into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$reqs"
+    echo "installing $(basename "$reqs") into $VENV (first run only: about a minute; one line per package)"
+    # --progress-bar off: pip's own line per package, readable in a terminal and in CI logs.
+    set +e
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -r "$ROOT/$reqs" 2>&1 \
+      | grep --line-buffered -vE "^(Requirement already satisfied|  )"
+    local status="${PIPESTATUS[0]}"
+    set -e
+    if [ "$status" != 0 ]; then echo "pip install -r $reqs failed (exit $status)" >&2; exit "$status"; fi
     touch "$stamp"
   fi
 }

@@ -16,6 +16,7 @@ thread warms the compiled kernels and plotly (:func:`_warm_up`).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # The live view redraws this often while a run is queued or running (seconds).
 LIVE_INTERVAL_S = 1.0
+# How long a stopping server waits for its job threads (each stops within one batch).
+SHUTDOWN_WAIT_S = 2.0
 # Datasets the runner keeps loaded (ml-25m takes ~1 GB; the app's own cache holds its copies).
 RUNNER_DATA_CACHE = 3
 
@@ -82,6 +85,9 @@ def _runner_for(runs_dir: str):
     store = RunStore(runs_dir)
     executor = make_executor(default_max_workers(), DatasetCache(load_for_runner, max_items=RUNNER_DATA_CACHE))
     runner = JobRunner(store, executor=executor)
+    # When the server stops: running jobs are cancelled within a batch and marked
+    # interrupted (checkpoint kept), and their threads joined before the interpreter goes.
+    atexit.register(runner.shutdown, True, SHUTDOWN_WAIT_S)
     from mfcore.sweeps import top_up_all
 
     runner.on_job_end(lambda: top_up_all(runner))  # a sweep goes on when its owner's page is closed

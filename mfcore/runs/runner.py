@@ -547,12 +547,12 @@ class JobRunner:
         return checkpoint.load(path)
 
     # -- shutting down ---------------------------------------------------------------------
-    def shutdown(self, wait: bool = False) -> None:
+    def shutdown(self, wait: bool = False, timeout_s: float | None = None) -> None:
         """Stop accepting runs; waiting runs and running jobs end as ``interrupted``.
 
         Running jobs are cancelled (within one batch; their epochs and a checkpoint are
         kept). With ``wait`` this returns once the job threads have exited (a job that
-        is still loading its dataset finishes loading first).
+        is still loading its dataset finishes loading first), or after ``timeout_s``.
         """
         with self._cond:
             if not self._closed:
@@ -570,9 +570,10 @@ class JobRunner:
                     job.cancel.set()
             self._cond.notify_all()
         if wait:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             for thread in self._threads:
                 if thread is not threading.current_thread():
-                    thread.join()
+                    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.executor.close()
 
     # -- the job side ----------------------------------------------------------------------

@@ -207,7 +207,7 @@ def _show_data(spec: str) -> SplitOptions | None:
         st.info(f"Planted rank **{knobs['rank']}** and noise **{knobs['noise']:g}** stars: no model can reach a test "
                 f"RMSE below about {knobs['noise']:g} here (the Train page draws it as the floor).", icon=":material/target:")
     if stats["source"]:
-        st.caption(datasets.friendly_text(stats["source"]))
+        st.caption(md(datasets.friendly_text(stats["source"])))
     if note := datasets.duplicates_note(stats):
         st.info(note)
     c = st.columns(5)

@@ -58,6 +58,8 @@ def _title(i: int) -> str:
 
 GENRES = f"![g](http://{HOSTILE}beacon-genre.png)|<img src=http://{HOSTILE}html-genre.png>|Drama"
 LABEL = f"run ![x](http://{HOSTILE}beacon-label.png) <b>b</b> **s**"
+BAD_VALUE = f"![x](http://{HOSTILE}beacon-err.png)"
+BAD_RATINGS = f"user,item,rating\n1,1,4\n2,2,{BAD_VALUE}\n3,3,5\n".encode()
 ZIP_NAME = "inject ![f](beacon-file.png).zip"  # a relative URL: it would hit the app's own server
 
 
@@ -146,18 +148,10 @@ def _page_done(page, requests: Requests, name: str) -> None:
     requests.check(name)
 
 
-def _pick_option(page, box, option_name: str) -> None:
-    """Open the combobox ``box`` and click the option whose text holds ``option_name``."""
-    option = page.get_by_role("option", name=option_name, exact=False).first
-    for attempt in range(3):  # a rerun landing just then closes the list: open it again
-        box.click()
-        try:
-            option.click(timeout=10_000)
-            return
-        except Exception:
-            if attempt == 2:
-                shot(page, ARTIFACTS, "failure-pick-option")
-                raise
+def _uploader(page, label: str):
+    """The file input of the uploader labelled ``label`` (a switched-away one may linger)."""
+    return (page.locator('[data-testid="stFileUploader"]').filter(has_text=label)
+            .locator('[data-testid="stFileUploaderDropzoneInput"]'))
 
 
 # ---------------------------------------------------------------------------- (a) injection
@@ -169,9 +163,22 @@ def test_markup_from_the_data_is_shown_as_text_and_fetches_nothing(server, brows
     requests = Requests(context, server)
     open_app(page, server, timeout_ms=WAIT_MS)
 
+    # Data: a ratings file whose bad line carries markup: the error box quotes it as text.
+    page.get_by_text("Upload your own ratings file", exact=True).click()
+    uploader = _uploader(page, "Ratings file")
+    expect(uploader).to_be_attached(timeout=WAIT_MS)
+    uploader.set_input_files({"name": "bad ratings.csv", "mimeType": "text/csv", "buffer": BAD_RATINGS})
+    page.get_by_role("button", name="Load with this mapping").click()
+    error = page.locator('[data-testid="stAlertContentError"]').filter(has_text="could not be loaded")
+    expect(error).to_be_visible(timeout=WAIT_MS)
+    settle(page, timeout_ms=WAIT_MS)
+    assert "line 3" in error.inner_text() and BAD_VALUE in error.inner_text(), error.inner_text()
+    shot(page, ARTIFACTS, "0-bad-ratings-file")
+    requests.check("bad ratings file")
+
     # Data: upload the zip through the page.
     page.get_by_text("Upload a MovieLens zip", exact=True).click()
-    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploader = _uploader(page, "MovieLens zip")
     expect(uploader).to_be_attached(timeout=WAIT_MS)
     uploader.set_input_files({"name": ZIP_NAME, "mimeType": "application/zip", "buffer": _hostile_zip()})
     expect(page.get_by_text("Loaded inject", exact=False)).to_be_visible(timeout=WAIT_MS)

@@ -20,6 +20,7 @@ import streamlit as st
 from mfcore.data.sources import DATASETS
 from mfcore.errors import DatasetNotFoundError, DownloadError, MFError
 from ui import datasets, state
+from ui.text import md
 
 # source key -> the radio's label; the messages below name the sources by these labels
 SOURCES: dict[str, str] = {
@@ -161,12 +162,15 @@ def download_failed_message(name: str, exc: MFError) -> str:
 
 
 def zip_refused_message(filename: str, exc: Exception) -> str:
-    """Why an uploaded zip was refused, what was kept, and what to upload instead."""
+    """Why an uploaded zip was refused, what was kept, and what to upload instead.
+
+    ``filename`` is Markdown already (escaped by the caller); the error, which may quote the
+    file's content, is shown as literal text (the same in the two messages below)."""
     kept = getattr(exc, "upload_kept", True)  # set by datasets.load_uploaded_zip, which checks
     stored = ("Nothing was stored." if not kept else
               "An identical file uploaded earlier stays in the server's cache; nothing else was stored.")
     return (
-        f"{filename} was refused: {datasets.friendly_text(str(exc))}\n\nUpload an unchanged official "
+        f"{filename} was refused: {md(datasets.friendly_text(str(exc)))}\n\nUpload an unchanged official "
         f"MovieLens zip (from files.grouplens.org), a ratings file with *{SOURCES['file']}*, or use the "
         f"synthetic dataset. {stored}"
     )
@@ -174,13 +178,13 @@ def zip_refused_message(filename: str, exc: Exception) -> str:
 
 def mapping_failed_message(filename: str, exc: Exception) -> str:
     """Why an uploaded ratings file did not load with the chosen column mapping."""
-    return f"{filename} could not be loaded with this mapping: {datasets.friendly_text(str(exc))}"
+    return f"{filename} could not be loaded with this mapping: {md(datasets.friendly_text(str(exc)))}"
 
 
 def ratings_unreadable_message(filename: str, exc: Exception) -> str:
     """Why an uploaded ratings file cannot be read at all, and how to fix it."""
     return (
-        f"{filename} cannot be read as a ratings file: {datasets.friendly_text(str(exc))}\n\n"
+        f"{filename} cannot be read as a ratings file: {md(datasets.friendly_text(str(exc)))}\n\n"
         "Check that every line holds user, item and rating separated by a comma, tab, "
         "semicolon, '|' or '::', then upload it again."
     )

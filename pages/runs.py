@@ -197,7 +197,7 @@ def _resume(run_id: str) -> None:
     try:
         jobs.get_runner().resume(run_id, identity.actor())
     except MFError as exc:
-        st.session_state[NOTE] = ("error", str(exc))
+        st.session_state[NOTE] = ("error", md(exc))
         return
     state.put(state.ACTIVE_RUN, run_id)
     st.session_state[NOTE] = ("success", f"Run `{run_id}` is queued to go on from its last checkpoint.")

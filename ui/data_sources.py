@@ -145,7 +145,7 @@ def load_failed_message(exc: MFError) -> str:
     """The words for any engine error met while loading a dataset on the page."""
     if isinstance(exc, DatasetNotFoundError):
         return not_found_message(exc)
-    return datasets.friendly_text(str(exc))
+    return md(datasets.friendly_text(str(exc)))
 
 
 def download_failed_message(name: str, exc: MFError) -> str:

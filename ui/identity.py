@@ -206,7 +206,7 @@ def _rename() -> None:
     try:
         jobs.get_store().save_profile(person.owner, name=name)
     except MFError as exc:
-        st.session_state[NOTICE] = ("error", f"Your name could not be saved: {exc}")
+        st.session_state[NOTICE] = ("error", f"Your name could not be saved: {md(exc)}")
         return
     st.session_state[PERSON] = replace(person, name=name)
 

@@ -500,3 +500,25 @@ def test_app_with_bad_settings_shows_one_banner_not_a_traceback(tmp_path, monkey
     assert len(at.error) == 1
     text = str(at.error[0].value).replace("\\", "")
     assert next(iter(env)) in text and "restart" in text
+
+
+# ---------------------------------------------------------------------------- literal text (ui.text)
+@pytest.mark.parametrize("value", [
+    "Movie ![x](http://127.0.0.1:9/beacon.png)", "[y](https://example.org/link) **b** <img src=x>",
+    "see www.example.org now", "a `tick` and ``two`` HTTP://A/``x", ":red[red] $x^2$ _em_ 18-24 #1",
+])
+def test_md_renders_literally_and_never_as_a_link(value):
+    """Outside code spans every Markdown character is escaped and no URL is bare (GFM would
+    autolink it); reading the result back (escapes removed, code spans unwrapped) gives the value."""
+    import re
+
+    from ui.text import md
+
+    out = md(value)
+    spans = re.compile(r"(`+)( ?)(.*?)\2\1")
+    bare = spans.sub("", out)
+    assert not re.search(r"(?i)https?://|www\.", bare), out
+    assert not re.search(r"[\[\]()<>*_`!$:#-]", re.sub(r"\\.", "", bare)), out
+    read = "".join(m.group(3) if m.group(1) else re.sub(r"\\(.)", r"\1", m.group(0))
+                   for m in re.finditer(r"(`+)( ?)(.*?)\2\1|(?:[^`\\]|\\.)+", out))
+    assert read == value, (out, read)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import health, identity, projector
+from ui import health, identity, layout, projector
 from ui.state import init_state
 
 ROOT = Path(__file__).resolve().parent
@@ -57,6 +57,7 @@ if not health.banner():  # settings or the run store unusable: one box says what
 identity.establish()  # who this is: survives reloads through the URL token (or sign-in)
 identity.apply_run_link()  # ?run=<id> opens that run read-only
 identity.sidebar()
+layout.apply()  # rows of columns wrap on narrow screens (ui/layout.py)
 projector.apply()  # projector mode: ?projector=1 or the sidebar toggle (ui/projector.py)
 
 sections = {"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)}

@@ -16,6 +16,7 @@ import streamlit as st
 
 from mfcore.inspect import views
 from ui import inspect_charts as charts
+from ui.layout import chart_frame
 from ui.selection import SelectedRun, selected_run
 
 HEATMAP_ROWS = (100, 200, 300, 500, 1000, 2000)
@@ -93,20 +94,20 @@ def heatmaps(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -
     left, right = st.columns(2)
     for col, side, table in ((left, "users", tables["users"]), (right, "items", tables["items"])):
         h = _heatmap(*key, side, order, int(max_rows), sel, table)
-        col.plotly_chart(h["fig"], key=f"emb_heat_{side}")
+        col.plotly_chart(chart_frame(h["fig"]), key=f"emb_heat_{side}")
         col.caption(h["note"])
 
 
 def distributions(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> None:
     spread = tables["spread"]
-    st.plotly_chart(tables["share_fig"], key="emb_share")
+    st.plotly_chart(chart_frame(tables["share_fig"]), key="emb_share")
     k = len(spread)
     default = sorted(spread.nlargest(min(4, k), "share")["factor"].tolist())
     chosen = st.multiselect("Histograms of these factors (default: the 4 that vary most; up to 8)", list(range(k)),
                             default=default, format_func=lambda f: f"factor {f}", key="emb_hist_factors",
                             max_selections=8)
     if chosen:
-        st.plotly_chart(_histograms(*key, tuple(sorted(chosen)), sel), key="emb_hists")
+        st.plotly_chart(chart_frame(_histograms(*key, tuple(sorted(chosen)), sel)), key="emb_hists")
     else:
         st.info("Choose at least one factor.")
 
@@ -115,8 +116,8 @@ def norms(sel: SelectedRun, key: tuple[str, float], tables: dict[str, Any]) -> N
     st.caption("Regularisation pulls vectors toward zero, and only ratings push them out: rarely rated users and "
                "movies keep short vectors, so their predictions lean on the biases. Log x axis.")
     left, right = st.columns(2)
-    left.plotly_chart(tables["norm_users_fig"], key="emb_norm_users")
-    right.plotly_chart(tables["norm_items_fig"], key="emb_norm_items")
+    left.plotly_chart(chart_frame(tables["norm_users_fig"]), key="emb_norm_users")
+    right.plotly_chart(chart_frame(tables["norm_items_fig"]), key="emb_norm_items")
 
 
 BIAS_COLUMNS = {
@@ -175,9 +176,9 @@ def factor_meaning(sel: SelectedRun, key: tuple[str, float], tables: dict[str, A
     meaning = _factor_meaning(*key, int(factor), int(floor), sel)
     low, high = meaning["low"], meaning["high"]
     left, right = st.columns([3, 2])
-    left.plotly_chart(meaning["ends_fig"], key="emb_factor_ends")
+    left.plotly_chart(chart_frame(meaning["ends_fig"]), key="emb_factor_ends")
     if meaning["genre_fig"] is not None:
-        right.plotly_chart(meaning["genre_fig"], key="emb_genres")
+        right.plotly_chart(chart_frame(meaning["genre_fig"]), key="emb_genres")
     cols = {"title": st.column_config.TextColumn("title", width="medium"),
             "value": st.column_config.NumberColumn("value", format="%+.3f"),
             "ratings": st.column_config.NumberColumn("ratings", format="%d")}

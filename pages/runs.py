@@ -23,6 +23,7 @@ from ui import downloads, identity, jobs, state
 from ui.datasets import describe_spec
 from ui.run_charts import overlay
 from ui.text import md
+from ui.train_form import field_label, setting_value
 
 TRAIN_PAGE = Path(__file__).resolve().parent / "train.py"
 COMPARE_WIDGET = "runs_compare"  # the multiselect; mirrored into state.COMPARE_RUNS
@@ -108,7 +109,8 @@ def leaderboard(runs: list) -> pd.DataFrame:
             continue
         values = {**{f"model.{k}": v for k, v in (r.model_config or {}).items()},
                   **{f"train.{k}": v for k, v in (r.train_config or {}).items()}}
-        diff = [f"{k.split('.', 1)[1]}={v}" for k, v in values.items() if k in base and base[k] != v]
+        diff = [f"{field_label(k.split('.', 1)[1])} {setting_value(k.split('.', 1)[1], v)}"
+                for k, v in values.items() if k in base and base[k] != v]
         rows.append({"test RMSE": rmse, "owner": r.who, "label": r.label, "dataset": data_name(r.dataset), "split": r.split,
                      "differs from the default": ", ".join(diff) or "(the default)",
                      "inspect": identity.run_link(r.id, as_me=True)})
@@ -129,12 +131,11 @@ def config_frame(records: list) -> pd.DataFrame:
     """One column per run, one row per setting (data, split, every model/train/runtime field)."""
     columns = {}
     for r in records:
-        values: dict[str, Any] = {"dataset": data_name(r.dataset), "split": r.split, "split seed": r.seed}
-        values.update({f"model.{k}": v for k, v in (r.model_config or {}).items()})
-        values.update({f"train.{k}": v for k, v in (r.train_config or {}).items()})
-        values.update({f"runtime.{k}": v for k, v in (r.runtime or {}).items()})
-        columns[_label(r)] = {k: json.dumps(v) if isinstance(v, (list, dict)) else ("–" if v is None else str(v))
-                              for k, v in values.items()}
+        values: dict[str, Any] = {"Dataset": data_name(r.dataset), "Split": r.split, "Split seed": str(r.seed)}
+        for section in (r.model_config, r.train_config, r.runtime):  # the Train form's labels and words (issue 10)
+            values.update({field_label(k): json.dumps(v) if isinstance(v, dict) else setting_value(k, v)
+                           for k, v in (section or {}).items()})
+        columns[_label(r)] = values
     return pd.DataFrame(columns).fillna("–")
 
 
@@ -331,7 +332,7 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
         if active and may_change:
             st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:")
         elif state.get(state.ACTIVE_RUN) == run.id and TRAIN_PAGE.is_file():
-            st.page_link("pages/train.py", label="Open it on the Train page", icon=":material/model_training:")
+            st.page_link("pages/train.py", label="Follow on Train", icon=":material/model_training:")
         elif not active:
             st.button("Launch again", key=f"runs_relaunch_{run.id}", on_click=_relaunch, args=(run.id,),
                       icon=":material/replay:", help="A new run of yours with this run's data, split and settings.")

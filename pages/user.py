@@ -19,6 +19,8 @@ from mfcore.errors import MFError, UnknownIdError
 from mfcore.inspect import views
 from ui import inspect_charts as charts
 from ui import jobs
+from ui.datasets import plural
+from ui.layout import chart_frame
 from ui.selection import SelectedRun, selected_run
 from ui.text import html, md
 
@@ -115,7 +117,7 @@ def errors(summary: pd.DataFrame, note: str) -> None:
         value = by_set.at[name, metric] if name in by_set.index else None
         count = int(by_set.at[name, "ratings"]) if name in by_set.index else 0
         cols[n].metric(f"{metric.upper()} on {name}", f"{value:.3f}" if value is not None else "–",
-                       help=f"Over this user's {count} {name} rating(s)." if count else f"No {name} ratings.")
+                       help=f"Over this user's {plural(count, name + ' rating')}." if count else f"No {name} ratings.")
     st.caption(note)
 
 
@@ -143,7 +145,7 @@ def recommendations(sel: SelectedRun, key: tuple[str, float], user: Any, ratings
         test = ratings[ratings["set"] == "test"].set_index("item")["rating"]
         recs.insert(4, "their test rating", recs["item"].map(test))
     st.dataframe(recs.drop(columns=["item"]), hide_index=True, column_config=RATING_COLUMNS, key="user_recs")
-    hidden = "movies they rated in train" if show_test else f"the {len(ratings)} movies they rated"
+    hidden = "movies they rated in train" if show_test else f"the {plural(len(ratings), 'movie')} they rated"
     st.caption(f"Every movie but {hidden}, ranked by predicted rating.")
 
 
@@ -185,7 +187,7 @@ def decomposition(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
     d = views.explain_prediction(model, user, item)
     steps = views.waterfall_steps(d, max_factors=int(max_f))
     title = sel.data.title_of(item)
-    st.plotly_chart(charts.prediction_waterfall(steps, f"User {html(user)} × {charts._short(title, 60)}"),
+    st.plotly_chart(chart_frame(charts.prediction_waterfall(steps, f"User {html(user)} × {charts._short(title, 60)}")),
                     key="user_waterfall")
     lines = charts.decomposition_lines(d, "u")
     lines.append(f"**Prediction: {d['prediction']:.4f}**" + (
@@ -198,9 +200,9 @@ def their_ratings(sel: SelectedRun, key: tuple[str, float], user: Any, ratings: 
         st.info(f"User {md(user)} has no ratings in {md(sel.data.name)}.")
         return
     left, right = st.columns([5, 4])
-    left.plotly_chart(charts.actual_vs_predicted(ratings, sel.data.rating_scale), key="user_scatter")
+    left.plotly_chart(chart_frame(charts.actual_vs_predicted(ratings, sel.data.rating_scale)), key="user_scatter")
     with right:
-        st.markdown(f"**Their {len(ratings)} ratings**")
+        st.markdown(f"**Their {plural(len(ratings), 'rating')}**")
         st.dataframe(ratings[["title", "rating", "predicted", "error", "set"]], hide_index=True, height=380,
                      column_config=RATING_COLUMNS, key="user_ratings")
 

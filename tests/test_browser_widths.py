@@ -35,6 +35,7 @@ WIDTHS = (800, 1280, 1920)
 PAGES = ("Data", "Train", "Sweeps", "Runs", "Embeddings & biases", "One user", "One movie", "2D map",
          "Rate movies yourself")
 WAIT_MS = 120_000
+HEIGHT = 1600  # tall enough that a screenshot shows most of a page (Streamlit scrolls inside its main area)
 
 # Text wider than its box, in the main area (the sidebar is the app's menu, not a page).
 CUT_OFF_JS = """() => {
@@ -44,7 +45,7 @@ CUT_OFF_JS = """() => {
     '[data-testid="stMetricDelta"]', '[data-testid="stMetricDelta"] > div',
     '[data-testid="stSelectbox"] [data-baseweb="select"] > div > div > div',
     '[data-testid="stSelectbox"] [data-baseweb="select"] input',
-    '[data-baseweb="tab"] p', '[data-testid="stTable"] th', '[data-testid="stWidgetLabel"] p',
+    '[data-testid="stTab"] p', '[data-testid="stTable"] th', '[data-testid="stWidgetLabel"] p', 'label p',
     '[data-testid="stPageLink"] span'].join(', ');
   const shown = [...main.querySelectorAll(sel)].filter(e => e.offsetParent !== null && e.clientWidth > 0
     && (e.innerText || e.value || '').trim() !== '');
@@ -156,10 +157,10 @@ def test_every_page_reads_cleanly_at_800_1280_and_1920_px(server, browser):
 
     problems: list[str] = []
     for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 1000})
+        page.set_viewport_size({"width": width, "height": HEIGHT})
         for name in PAGES:
             goto_page(page, name, timeout_ms=WAIT_MS)
-            tabs = page.locator('[data-testid="stMain"] [data-baseweb="tab"]')
+            tabs = page.locator('[data-testid="stMain"] [data-testid="stTab"]')
             settle(page, timeout_ms=WAIT_MS)
             labels = tabs.all_inner_texts() or [""]
             for n, label in enumerate(labels):

@@ -12,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ui.datasets import human_bytes
+from ui.layout import chart_frame
 
 _MARGIN = dict(l=10, r=10, t=50, b=10)
 _HEIGHT = 320
@@ -22,7 +23,7 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
         title=dict(text=title), xaxis_title=x, yaxis_title=y, margin=_MARGIN, height=_HEIGHT,
         showlegend=False, bargap=0.15,
     )
-    return fig
+    return chart_frame(fig)  # titles clear of plotly's toolbar, axes sized to their labels (issue 10)
 
 
 def rating_histogram(hist: dict[str, Any], mean: float | None = None) -> go.Figure:
@@ -39,7 +40,7 @@ def rating_histogram(hist: dict[str, Any], mean: float | None = None) -> go.Figu
     title = "How often each rating is given"
     if mean is not None and np.isfinite(mean):
         fig.add_vline(x=mean, line_dash="dash", line_color="#444")
-        title += f" (dashed: the mean, {mean:.2f})"
+        title = f"Each rating's count (dashed: mean {mean:.2f})"
     what = "rating" if hist.get("discrete", True) else "rating (40 bins: the ratings are continuous)"
     fig = _layout(fig, title, what, "ratings")
     if hist.get("discrete", True):
@@ -84,7 +85,7 @@ def log_ticks(values: np.ndarray, max_ticks: int = 8) -> list[int]:
 
 def memory_bars(dense_bytes: int, sparse_bytes: int) -> go.Figure:
     """Dense float64 matrix versus the sparse arrays actually kept, on a linear axis."""
-    labels = ["dense float64 matrix", "sparse (ratings only)"]
+    labels = ["every cell", "only the ratings"]
     values = [max(1, int(dense_bytes)), max(1, int(sparse_bytes))]
     fig = go.Figure(
         go.Bar(
@@ -94,9 +95,10 @@ def memory_bars(dense_bytes: int, sparse_bytes: int) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=dict(text="Memory: every cell versus only the ratings"), margin=dict(_MARGIN, r=70),
+        title=dict(text="Memory needed"), margin=dict(_MARGIN, r=70),
         height=220, showlegend=False, xaxis_title="memory",
     )
+    chart_frame(fig)
     # A linear axis on purpose: the sliver of the sparse bar is the point.
     fig.update_xaxes(tickformat="~s", ticksuffix="B", range=[0, values[0] * 1.02] if values[0] >= values[1] else None)
     fig.update_yaxes(autorange="reversed")

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from ui.layout import chart_frame
 from ui.text import html
 
 Figure = dict[str, Any]
@@ -84,13 +85,13 @@ def _layout(title: str, x_title: str, y_title: str, revision: str, **extra: Any)
         "xaxis": {"title": {"text": x_title}},
         "yaxis": {"title": {"text": y_title}},
         "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-        "height": 340,
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0.0},
+        "height": 420,
         "hovermode": "x unified",
         "uirevision": revision,  # keeps the user's zoom across live redraws
     }
     layout.update(extra)
-    return layout
+    # the legend below the plot, the title under plotly's toolbar: nothing overlaps at 800 px (issue 10)
+    return chart_frame({"layout": layout})["layout"]
 
 
 def _baseline_traces(baselines: Mapping[str, float] | None, x_end: float, *, suffix: str = "") -> list[dict]:
@@ -315,7 +316,6 @@ def throughput(history: pd.DataFrame | None, *, title: str = "Throughput") -> Fi
     """Training ratings per second, per epoch (evaluation time excluded)."""
     h = _clean(history)
     layout = _layout(title, "epoch", "ratings / second", "throughput", showlegend=False, height=260)
-    layout.pop("legend")
     return {
         "data": [{"type": "bar", "x": _epochs(h), "y": _values(h["examples_per_second"]), "name": "ratings / s",
                   "marker": {"color": TRAIN_COLOUR}}],

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from mfcore.sweeps import PARAMETERS, SweepAxis
+from ui.layout import chart_frame
 from ui.run_charts import BASELINE_LINES, BEST_COLOUR, TEST_COLOUR, TRAIN_COLOUR
 
 Figure = dict[str, Any]
@@ -34,12 +35,12 @@ def _layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, A
         "xaxis": {"title": {"text": x_title}},
         "yaxis": {"title": {"text": y_title}},
         "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
-        "height": 380,
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0.0},
+        "height": 420,
         "uirevision": "sweep",
     }
     layout.update(extra)
-    return layout
+    # the legend below the plot, the title under plotly's toolbar: nothing overlaps at 800 px (issue 10)
+    return chart_frame({"layout": layout})["layout"]
 
 
 def sweep_1d(frame: pd.DataFrame, axis: SweepAxis, baselines: Mapping[str, float] | None = None,

@@ -91,10 +91,20 @@ def _movielens_chooser() -> None:
     info = DATASETS[name]
     where = datasets.dataset_location(name)
     if where is None:
-        st.info(
-            f"{name} is not on this machine yet. It is downloaded once from GroupLens "
-            f"({info.zip_mb:g} MB zip, {info.ratings:,} ratings) and kept in the server's download cache."
-        )
+        broken = datasets.incomplete_folder(name)
+        if broken is not None:  # issue 10: name the missing file, not "not on this machine yet"
+            folder, missing, partial = broken
+            instead = f" (only {md(partial)}, a part of them)" if partial else ""
+            st.warning(
+                f"The folder {md(folder)} is here, but its ratings file **{missing}** is missing{instead}, so "
+                f"{name} cannot be loaded from it. Put the complete extracted {name} folder there, or download "
+                f"it once from GroupLens ({info.zip_mb:g} MB zip) into the server's download cache:",
+                icon=":material/folder_off:")
+        else:
+            st.info(
+                f"{name} is not on this machine yet. It is downloaded once from GroupLens "
+                f"({info.zip_mb:g} MB zip, {info.ratings:,} ratings) and kept in the server's download cache."
+            )
         if not st.button(f"Download {name} ({info.zip_mb:g} MB)", key="data_ml_download", type="primary"):
             return
         bar = st.progress(0.0, text=f"Connecting to {datasets.official_url(name)} ...")
@@ -305,8 +315,10 @@ source = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=T
 {"synthetic": _synthetic_chooser, "movielens": _movielens_chooser, "zip": _zip_chooser,
  "file": _file_chooser}[source]()
 
-st.subheader("2. What the data is")
 current_spec = state.get(state.DATASET_SPEC)
+st.subheader("2. What the data is")
+if pending := sources.pending_choice(source, current_spec):  # issue 10: say which data is really in use
+    st.warning(pending, icon=":material/info:")
 split_options = _show_data(current_spec)
 
 if split_options is not None:

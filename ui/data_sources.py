@@ -21,6 +21,7 @@ from mfcore.data.sources import DATASETS
 from mfcore.errors import DatasetNotFoundError, DownloadError, MFError
 from ui import datasets, state
 from ui.text import md
+from ui.text import md
 
 # source key -> the radio's label; the messages below name the sources by these labels
 SOURCES: dict[str, str] = {
@@ -72,6 +73,21 @@ def upload_memo() -> dict[str, Any]:
     """What handling each upload gave (by the uploader's file id), kept for this session:
     hashing a 260 MB upload again on every rerun would be slow."""
     return st.session_state.setdefault(UPLOADS_KEY, {})
+
+
+def pending_choice(source: str, committed_spec: str) -> str | None:
+    """When the source chosen on the page has not delivered a dataset yet (a failed download, a
+    MovieLens set not here, nothing uploaded), the words saying which data is still in use, else None."""
+    chosen = None
+    if source == "movielens":
+        chosen = st.session_state.get("data_ml_name")
+        if chosen == committed_spec:
+            return None
+    elif source == source_of(committed_spec):
+        return None
+    what = f"**{chosen}**" if chosen else f"*{SOURCES[source]}*"
+    return (f"{what} is not in use: it has not loaded. Every page still uses "
+            f"**{md(datasets.describe_spec(committed_spec))}**, shown below.")
 
 
 # ----------------------------------------------------------------------------- synthetic

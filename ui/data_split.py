@@ -102,13 +102,20 @@ def seed_official(committed: SplitSpec, options: SplitOptions) -> None:
         st.session_state[OFFICIAL_KEY] = first
 
 
+def _cold(n: int, noun: str, ratings: int) -> str:
+    """'23 cold items (24 test ratings)': the count the metric beside it shows, then their ratings."""
+    rated = f"{ratings:,} test rating" + ("" if ratings == 1 else "s")
+    return f"{n:,} cold {noun}" + ("" if n == 1 else "s") + f" ({rated})"
+
+
 def split_sentence(report: Mapping[str, Any], spec: str) -> str:
     """Sizes of the split and its cold-start share, in words."""
     cold = report["cold_user_ratings"] + report["cold_item_ratings"]
     return (
         f"{parse_split_spec(spec).describe().capitalize()}: {report['n_train']:,} train and "
         f"{report['n_test']:,} test ratings ({report['test_fraction']:.1%} held out). "
-        + (f"{report['cold_user_ratings']:,} test ratings have a cold user and {report['cold_item_ratings']:,} "
-           "a cold item: a model can only guess the mean plus the known bias for them."
+        + (f"Cold start: {_cold(report['cold_users'], 'user', report['cold_user_ratings'])} and "
+           f"{_cold(report['cold_items'], 'item', report['cold_item_ratings'])} appear only in the test set; for "
+           "their ratings a model can only guess the mean plus the bias it knows."
            if cold else "Every test user and item also appears in training (no cold start).")
     )

@@ -74,6 +74,31 @@ def dataset_location(name: str) -> str | None:
     return None
 
 
+RATINGS_FILE = {"ml-100k": "u.data", "ml-1m": "ratings.dat", "ml-10m": "ratings.dat"}  # the rest: ratings.csv
+
+
+def ratings_file_name(name: str) -> str:
+    """The file that holds a MovieLens dataset's ratings in its official folder."""
+    return RATINGS_FILE.get(name, "ratings.csv")
+
+
+def incomplete_folder(name: str) -> tuple[str, str, str | None] | None:
+    """A folder of MovieLens ``name`` in the data folder that cannot be loaded because its
+    ratings file is missing: (folder, the missing file's name, a partial file found instead),
+    else None (the dataset is here, or no such folder exists)."""
+    from mfcore.data.movielens import FOLDER_NAMES
+
+    folder = data_dir()
+    if folder is None or find_local(name, folder) is not None:
+        return None
+    base = Path(folder).expanduser()
+    for candidate in [base / name] + [base / f for f, n in FOLDER_NAMES.items() if n == name and f != name]:
+        if candidate.is_dir():
+            partial = next((p.name for p in sorted(candidate.glob("ratings*.gz"))), None)
+            return str(candidate), ratings_file_name(name), partial
+    return None
+
+
 def download_dataset(name: str, progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download and extract an official MovieLens zip into the cache (DownloadError if offline)."""
     return dl.fetch_movielens(name, cache_dir=cache_dir(), progress=progress, timeout=30.0)
@@ -370,6 +395,11 @@ def item_word(stats: Mapping[str, Any]) -> str:
     return "movie" if stats.get("is_movielens") else "item"
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 rating' / '3 ratings' / '1,000 movies' (issue 10: never "1 ratings")."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _count(n: int, noun: str) -> str:
     """'1 item has' / '3 items have'."""
     return f"{n:,} {noun} has" if n == 1 else f"{n:,} {noun}s have"
@@ -401,13 +431,15 @@ def memory_sentence(stats: dict[str, Any]) -> str:
     ratio = max(mem["dense"], 1) / max(mem["sparse"], 1)
     ratio = ratio if less else 1 / ratio
     ratio_text = f"{ratio:,.0f} times" if ratio >= 10 else f"{ratio:.1f} times"
+    compared = (f"{ratio_text} {'less' if less else 'more'} memory" if ratio >= 1.05
+                else "about the same memory")  # never "1.0 times less"
     return (
         f"{s['users']:,} users x {s['items']:,} {what} as a dense float64 matrix would take "
         f"~{human_bytes(mem['dense'])}, {'although only' if s['density'] < 0.5 else 'and'} "
         f"{s['density']:.2%} of its cells hold a rating. "
         f"The sparse form used here keeps just the {s['ratings']:,} ratings as parallel arrays "
         f"(user index, item index, rating{', timestamp' if s['has_timestamps'] else ''}): "
-        f"{human_bytes(mem['sparse'])}, {ratio_text} {'less' if less else 'more'} memory."
+        f"{human_bytes(mem['sparse'])}, {compared}."
     )
 
 

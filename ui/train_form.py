@@ -8,7 +8,8 @@ once), then the whole configs are built (for the checks that need two fields). A
 :class:`~mfcore.errors.ConfigError` carries ``.field``; :func:`field_error` shows its
 message right below that field.
 
-The help texts are the config fields' docstrings, read from the source once.
+The help texts are written for students (:data:`STUDENT_HELP`); a field added to the engine
+later falls back to its config docstring, read from the source once.
 """
 
 from __future__ import annotations
@@ -33,24 +34,105 @@ PREFIX = "tf_"
 ERRORS = "tf__errors"  # dict field -> message, shown next to the fields
 SOURCE_PRESET = "tf__preset"  # name of the preset that last filled the form
 
-# Help for fields whose docstring is missing or needs a UI note.
-EXTRA_HELP = {
-    "init_std": "Standard deviation of the normal initialisation (used when init = normal).",
-    "init_low": "Lower end of the uniform initialisation (used when init = uniform).",
-    "init_high": "Upper end of the uniform initialisation (used when init = uniform).",
-    "epochs": "Passes over the training ratings.",
-    "batch_size": "1 = classic per-rating SGD (a compiled kernel when the optimizer is plain SGD "
-                  "without momentum/weight decay and the output is linear); 0 = full batch.",
-    "average_from": "0 = off.",
-    "output_range": "Only with output = sigmoid. Off = the data's rating scale widened by half a step "
-                    "at the top (fastai's 0-5.5).",
-    "device": "auto = CUDA if present, else Apple MPS, else the CPU (mfcore.device.resolve_device).",
-    "cpu_threads": "0 = the measured default: 1 thread per job on a 2-core machine, every core for the "
-                   "compiled kernels on data over 4M ratings.",
-    "keep_snapshots": "auto = the engine's choice (None).",
-    "progress_interval_s": "The live chart's within-epoch points come from these events.",
+# Help for every field of the form, in a student's words (issue 10): what the setting does,
+# what its special values mean, what it is good for. No Python values (None, True), no module
+# paths. A field missing here falls back to its config docstring (see :func:`help_for`).
+STUDENT_HELP = {
+    # model
+    "n_factors": "How many numbers describe each user and each movie (the length k of their vectors). "
+                 "More factors can capture more taste, but overfit more easily.",
+    "use_bias": "Biased: every user and movie also gets its own offset (a generous user, a loved movie) on top "
+                "of the dot product. Plain: the prediction is the dot product of the two vectors alone.",
+    "global_bias": "The overall average rating g added to every prediction: fixed to the training mean, "
+                   "learned (starting at the mean), or left out.",
+    "init": "How the vectors start before training: small random numbers from a normal (bell-shaped) or a "
+            "uniform distribution.",
+    "init_std": "Spread of the normal start values (used when Initialisation is normal). Small values, "
+                "like 0.01 to 0.1, work best.",
+    "init_low": "Smallest uniform start value (used when Initialisation is uniform).",
+    "init_high": "Largest uniform start value (used when Initialisation is uniform).",
+    "output": "Linear: the prediction is used as it is (clipped to the star scale when scored). Sigmoid: the "
+              "prediction is squashed into a range, so it can never leave the scale.",
+    "output_range": "Only with the sigmoid output. Unticked: the data's star scale, widened by half a star at "
+                    "the top (fastai's 0 to 5.5), so that 5 stars can be reached.",
+    # training
+    "optimizer": "How the model learns. sgd, adam and the others take small steps down the error's slope, "
+                 "a batch of ratings at a time; als solves for all user vectors, then all movie vectors, "
+                 "in turn.",
+    "lr": "Learning rate: how big each step is. Too big and the error jumps around or explodes; too small and "
+          "learning crawls. Not used by als.",
+    "epochs": "How many times the training goes through all the training ratings.",
+    "batch_size": "Ratings per step. 1 = one rating at a time (classic SGD, the fastest here); "
+                  "0 = all the training ratings in one step (full-batch gradient descent).",
+    "l2": "Regularisation: how strongly the user and movie vectors are pulled towards zero. It fights "
+          "overfitting; 0 turns it off.",
+    "l2_bias": "The same pull towards zero for the user and movie offsets (biases); 0 turns it off.",
+    "l2_count_power": "How the pull towards zero grows with how many ratings a user or movie has. 1: every "
+                      "rating adds the same pull (classic). 0.5: it grows with the square root, so users and "
+                      "movies with many ratings keep more of what they learned.",
+    "implicit_feedback": "Also learn from which movies each user chose to rate, not only the stars they gave "
+                         "(SVD++-style). Only with per-rating SGD (optimizer sgd, batch size 1). The model keeps "
+                         "its usual form.",
+    "l2_implicit": "Pull towards zero for what is learned from which movies were rated (with Implicit feedback).",
+    "weight_decay": "Shrinks every weight a little at each step (the D2L and fastai way to regularise); "
+                    "0 turns it off.",
+    "momentum": "SGD only: keep part of the previous step's direction, which smooths and speeds up learning; "
+                "0 turns it off.",
+    "lr_decay": "The learning rate is multiplied by this after every epoch: 1 keeps it constant, 0.9 makes "
+                "the steps 10% smaller each epoch.",
+    "average_from": "From this epoch on, the model you get is the average of the weights after each epoch "
+                    "(it smooths out the last steps' noise). 0 turns averaging off.",
+    "early_stopping_patience": "Stop when the test error has not improved for this many epochs, and keep the "
+                               "best epoch's model. 0 turns early stopping off.",
+    "seed": "Chooses the random start values and the order of the ratings: the same seed gives the same run.",
+    # runtime
+    "device": "Where the run computes. auto picks a graphics card (CUDA or Apple MPS) when this server has one, "
+              "else the processor (cpu).",
+    "cpu_threads": "How many processor cores one run may use. 0 = the setting measured best on this server "
+                   "(one core per run when several students share it; every core for the fast kernels on "
+                   "very large data).",
+    "progress_interval_s": "How often, in seconds of training, a long epoch sends a progress point to the "
+                           "live chart (the dotted line).",
+    "keep_snapshots": "Keep a copy of the vectors after every epoch, so the 2D map can animate how they moved. "
+                      "auto: only for datasets up to ml-1m size (bigger ones would fill the disk).",
+    "eval_ranking": "At the end, also measure how good the model is at ranking each user's movies "
+                    "(precision and recall of the top picks). Takes one pass over every user and movie.",
     "label": "A name for this run in the runs list (optional).",
 }
+
+
+# The form's label of every config field: the Runs page names settings by these, never by
+# their engine keys (``train.l2_count_power``).
+FIELD_LABELS = {
+    "n_factors": "Factors k", "use_bias": "Model type (biased)", "global_bias": "Global bias g",
+    "init": "Initialisation", "init_std": "Initialisation std", "init_low": "Initialisation low",
+    "init_high": "Initialisation high", "output": "Output", "output_range": "Sigmoid range",
+    "optimizer": "Optimizer", "lr": "Learning rate", "epochs": "Epochs", "batch_size": "Batch size",
+    "l2": "L2 (factors)", "l2_bias": "L2 (biases)", "l2_count_power": "L2 growth with rating count (power)",
+    "implicit_feedback": "Implicit feedback", "l2_implicit": "L2 (implicit)", "weight_decay": "Weight decay",
+    "momentum": "Momentum", "lr_decay": "LR decay per epoch", "average_from": "Average weights from epoch",
+    "early_stopping_patience": "Early-stopping patience", "seed": "Model seed", "device": "Device",
+    "cpu_threads": "CPU threads", "progress_interval_s": "Progress every (s)", "keep_snapshots": "Epoch snapshots",
+    "eval_ranking": "Ranking metrics at the end",
+}
+
+
+def field_label(name: str) -> str:
+    """The form's label of config field ``name`` (its words with spaces for a field the form lacks)."""
+    return FIELD_LABELS.get(name, name.replace("_", " "))
+
+
+def setting_value(name: str, value: Any) -> str:
+    """A config value as a student reads it: yes/no, off, auto; never None/True/False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return {"average_from": "off", "output_range": "the data's scale", "keep_snapshots": "auto"}.get(name, "–")
+    if name in ("average_from", "early_stopping_patience", "weight_decay", "l2", "l2_bias", "momentum") and value == 0:
+        return "0 (off)"
+    if isinstance(value, (list, tuple)):
+        return " to ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @lru_cache(maxsize=None)
@@ -73,14 +155,15 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def help_for(name: str) -> str:
-    """Docstring of the config field ``name`` plus any UI note."""
+    """The help text of the form field ``name``: :data:`STUDENT_HELP`, else its config docstring."""
+    if name in STUDENT_HELP:
+        return STUDENT_HELP[name]
     doc = ""
     for cls in (ModelConfig, TrainConfig, RuntimeOptions):
         doc = field_docs(cls).get(name, "")
         if doc:
             break
-    extra = EXTRA_HELP.get(name, "")
-    return " ".join(t for t in (doc, extra) if t) or name
+    return doc or name.replace("_", " ")
 
 
 # ---------------------------------------------------------------------------- values

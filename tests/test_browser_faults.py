@@ -183,7 +183,7 @@ def test_markup_from_the_data_is_shown_as_text_and_fetches_nothing(server, brows
     uploader.set_input_files({"name": ZIP_NAME, "mimeType": "application/zip", "buffer": _hostile_zip()})
     expect(page.get_by_text("Loaded inject", exact=False)).to_be_visible(timeout=WAIT_MS)
     ratings = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text("Ratings", exact=True))
-    expect(ratings.locator('[data-testid="stMetricValue"]')).to_have_text(f"{N_USERS * 12:,}", timeout=WAIT_MS)
+    expect(ratings.locator('[data-testid="stMetricValue"]').first).to_have_text(f"{N_USERS * 12:,}", timeout=WAIT_MS)
     _visible(page, "beacon-file.png", "data")
     _page_done(page, requests, "1-data")
 

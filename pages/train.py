@@ -132,8 +132,6 @@ def _compare_with_default(run_id: str) -> None:
                                      "split; both curves are overlaid below.")
 
 
-# Short button labels (the full title is in the box below once pressed); fits five in a row at 1280 px.
-PRESET_BUTTONS = {"default": "Tuned default", "lowrank": "Low-rank numpy"}
 # Where a preset's figures come from, in words for students (the engine's text names a script).
 PRESET_SOURCES = {
     "default": ("measured by MF Studio's quality benchmark on ml-100k (random 90/10 split, seed 0)",
@@ -154,7 +152,7 @@ def preset_bar() -> None:
     cols = st.columns(len(PRESETS))
     for col, (name, preset) in zip(cols, PRESETS.items()):
         with col:
-            st.button(PRESET_BUTTONS.get(name, preset.title.split(" (")[0]), key=f"preset_{name}",
+            st.button(preset.title.split(" (")[0], key=f"preset_{name}",
                       on_click=train_form.apply_preset, args=(name,),
                       help=f"{preset.title}: {preset.description} Reference: {preset_reference(name)}.", width="stretch")
     chosen = st.session_state.get(train_form.SOURCE_PRESET)

@@ -358,10 +358,10 @@ def test_runs_page_lists_runs_and_compares_them(runs_dir):
     overlay = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {d["name"] for d in overlay["data"]} >= {"k4 (" + first[:6] + ")", "k12 (" + second[:6] + ")"}
     configs = at.dataframe[1].value
-    assert "model.n_factors" in configs.index and "train.lr" not in configs.index  # only the differences
-    assert list(configs.loc["model.n_factors"]) == ["4", "12"]
+    assert "Factors k" in configs.index and "Learning rate" not in configs.index  # only the differences, by the form's labels
+    assert list(configs.loc["Factors k"]) == ["4", "12"]
     at.toggle(key="runs_only_diff").set_value(False).run()
-    assert "train.lr" in at.dataframe[1].value.index
+    assert "Learning rate" in at.dataframe[1].value.index
 
     labels = [b.label for b in at.get("download_button")] + [b.label for b in at.button]  # (the .pt one publishes a link)
     assert "Checkpoint (.pt)" in labels and "Metrics (.csv)" in labels
@@ -418,10 +418,10 @@ def detail_box(at):
     return next(s for s in at.selectbox if (s.key or "").startswith("runs_detail"))
 
 
-def test_form_help_comes_from_the_config_docstrings():
-    assert "SGD momentum" in train_form.help_for("momentum")
-    assert "0 = off" in train_form.help_for("average_from")
-    assert train_form.help_for("init_std")  # no docstring: a UI note instead
+def test_form_help_is_written_for_students():  # issue 10: not "None = off" (more in test_app_words.py)
+    assert "SGD only" in train_form.help_for("momentum")
+    assert "0 turns averaging off" in train_form.help_for("average_from")
+    assert train_form.help_for("init_std")
 
 
 def test_job_helpers_format_and_load_without_a_streamlit_run():

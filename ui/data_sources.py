@@ -85,7 +85,7 @@ def pending_choice(source: str, committed_spec: str) -> str | None:
             return None
     elif source == source_of(committed_spec):
         return None
-    what = f"**{chosen}**" if chosen else f"*{SOURCES[source]}*"
+    what = f"**{md(chosen)}**" if chosen else f"*{SOURCES[source]}*"
     return (f"{what} is not in use: it has not loaded. Every page still uses "
             f"**{md(datasets.describe_spec(committed_spec))}**, shown below.")
 

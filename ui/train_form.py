@@ -64,8 +64,8 @@ STUDENT_HELP = {
     "epochs": "How many times the training goes through all the training ratings.",
     "batch_size": "Ratings per step. 1 = one rating at a time (classic SGD, the fastest here); "
                   "0 = all the training ratings in one step (full-batch gradient descent).",
-    "l2": "Regularisation: how strongly the user and movie vectors are pulled towards zero. It fights "
-          "overfitting; 0 turns it off.",
+    "l2": "Regularisation: how strongly the user and movie vectors are pulled towards zero, applied per rating "
+          "(each rating of a user or movie adds this much pull). It fights overfitting; 0 turns it off.",
     "l2_bias": "The same pull towards zero for the user and movie offsets (biases); 0 turns it off.",
     "l2_count_power": "How the pull towards zero grows with how many ratings a user or movie has. 1: every "
                       "rating adds the same pull (classic). 0.5: it grows with the square root, so users and "

@@ -58,14 +58,16 @@ def _synthetic_chooser() -> None:
         c1.number_input("Users", min_value=10, max_value=300_000, step=100, key=synthetic_key("n_users"))
         c2.number_input("Items", min_value=10, max_value=100_000, step=100, key=synthetic_key("n_items"))
         c3.number_input("Density", min_value=0.0001, max_value=1.0, step=0.01, format="%.4f",
-                        key=synthetic_key("density"), help="Share of the user x item matrix that is rated.")
+                        key=synthetic_key("density"), help="Share of all (user, item) pairs that have a rating: 0.05 = 5%.")
         c4.number_input("Rank", min_value=1, max_value=256, step=1, key=synthetic_key("rank"),
-                        help="Rank of the planted factors p_u . q_i.")
+                        help="How many hidden factors the planted model has: each rating comes from "
+                        "a user's and a movie's vectors of this length (plus noise).")
         c1.number_input("Noise", min_value=0.0, max_value=5.0, step=0.05, format="%.2f",
                         key=synthetic_key("noise"), help="Standard deviation of the Gaussian noise, in stars.")
         c2.number_input("Popularity skew", min_value=0.0, max_value=10.0, step=0.1, format="%.2f",
                         key=synthetic_key("popularity_skew"),
-                        help="Zipf exponent of item popularity (0 = uniform); user activity gets half of it.")
+                        help="How unevenly the ratings fall on the items: 0 = every item equally often; "
+                        "larger = a few hits and a long tail (a Zipf law). Users get half of this skew.")
         c3.number_input("Data seed", min_value=0, step=1, key=synthetic_key("seed"),
                         help="Seeds the planted factors and which cells are rated.")
         submitted = c4.form_submit_button("Generate", type="primary", width="stretch")
@@ -75,7 +77,7 @@ def _synthetic_chooser() -> None:
     except MFError as exc:
         st.error(str(exc))
         return
-    st.caption(f"About {sources.expected_ratings(form):,} ratings. Spec: `{spec}`")
+    st.caption(f"About {sources.expected_ratings(form):,} ratings. Its name in the runs list: `{spec}`")
     target = sources.synthetic_to_generate(submitted, form, committed)
     if target is not None and _load(datasets.synthetic_spec(target)):
         sources.commit_synthetic_knobs(target)

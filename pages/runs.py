@@ -246,7 +246,8 @@ def compare_section(runs: list, labels: dict[str, str]) -> None:
         st.session_state[COMPARE_WIDGET] = [r for r in state.get(state.COMPARE_RUNS) if r in ids]
     else:  # drop runs deleted elsewhere
         st.session_state[COMPARE_WIDGET] = [r for r in st.session_state[COMPARE_WIDGET] if r in ids]
-    chosen = st.multiselect("Runs to overlay", ids, format_func=labels.get, key=COMPARE_WIDGET,
+    short = {r.id: _label(r) for r in runs}  # a chosen run's tag shows its label, not cut off (issue 10)
+    chosen = st.multiselect("Runs to overlay", ids, format_func=short.get, key=COMPARE_WIDGET,
                             placeholder="choose two or more runs")
     state.put(state.COMPARE_RUNS, list(chosen))
     if not chosen:
@@ -267,9 +268,11 @@ def compare_section(runs: list, labels: dict[str, str]) -> None:
     diff = differing_rows(frame)
     only = st.toggle("Only the settings that differ", value=len(records) > 1 and bool(diff.any()), key="runs_only_diff")
     shown = frame[diff] if only and diff.any() else frame
-    st.caption(f"{int(diff.sum())} setting(s) differ (highlighted)." if len(records) > 1 else
+    n_diff = int(diff.sum())
+    st.caption(f"{n_diff} setting{' differs' if n_diff == 1 else 's differ'} (highlighted)." if len(records) > 1 else
                "Choose a second run to see the differences.")
-    st.dataframe(_highlight(shown), width="stretch", key="runs_configs")
+    st.dataframe(_highlight(shown), width="stretch", key="runs_configs",  # setting names in full (issue 10)
+                 column_config={"_index": st.column_config.TextColumn("setting", width=250)})
 
 
 def detail_section(runs: list, labels: dict[str, str]) -> None:

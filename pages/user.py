@@ -89,7 +89,7 @@ def pick_user(sel: SelectedRun) -> Any | None:
                    "Type another id or press *Random user*.", icon=":material/person_off:")
         return None
     if user not in sel.model.user_ids:
-        st.warning(f"User {md(user)} is in the data but not in this model's vocabulary (a model of other data?).")
+        st.warning(f"User {md(user)} is in the data, but this model never learned a vector for them (was it trained on other data?).")
         return None
     return user.item() if isinstance(user, np.generic) else user
 

@@ -3,7 +3,7 @@
 One server on 127.0.0.1 with its own runs folder. In the browser, the D2L preset (ml-100k
 from the shared data) is launched for a few epochs on the Train page, then "Compare with
 the tuned default", so the Train page has its learning curve and its overlay, the Runs page
-two runs to compare, and the Inspect pages a model. Then, for each width and each page,
+runs to compare, and the Inspect pages a model; a two-point sweep gives the Sweeps page its chart. Then, for each width and each page,
 every tab of the page is opened, a screenshot is saved to ``artifacts/widths/`` and the test
 asserts:
 
@@ -61,6 +61,10 @@ CUT_OFF_JS = """() => {
     + `"${(e.innerText || e.value || '').slice(0, 50)}" ${e.scrollWidth}>${e.clientWidth}`)};
 }"""
 
+# Streamlit scrolls inside its own containers: back to the top for the screenshot.
+TO_TOP_JS = """() => document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], '
+  + '[data-testid="stAppScrollToBottomContainer"], section').forEach(e => { e.scrollTop = 0; })"""
+
 # A plotly legend overlapping a title (the chart's or a subplot's) or the modebar.
 OVERLAP_JS = """() => {
   const boxes = (root, sel) => [...root.querySelectorAll(sel)].map(e => [e, e.getBoundingClientRect()])
@@ -114,8 +118,22 @@ def _train_two_runs(page) -> None:
                            timeout=WAIT_MS)
 
 
+def _sweep(page) -> None:
+    """A two-point sweep of factors k on the D2L form (4 epochs), so the Sweeps page has its chart."""
+    goto_page(page, "Sweeps", timeout_ms=WAIT_MS)
+    settle(page, timeout_ms=WAIT_MS)
+    box = page.get_by_role("textbox", name="Values", exact=True)
+    box.fill("4, 8")
+    box.press("Enter")
+    page.wait_for_selector("text=2 runs (limit", timeout=WAIT_MS)
+    page.get_by_role("button", name="Launch sweep").click()
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || [])
+        .some(t => t.name === 'test RMSE (final)' && (t.y || []).filter(v => v !== null).length === 2))""",
+                           timeout=WAIT_MS)
+
+
 def _choose_compare_runs(page) -> None:
-    """On the Runs page: overlay every run (two) so the compare chart and table show."""
+    """On the Runs page: overlay two runs so the compare chart and table show."""
     box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs to overlay")
     for _ in range(2):
         if page.locator('[data-testid="stMultiSelect"] [data-baseweb="tag"]').count() >= 2:
@@ -151,6 +169,7 @@ def test_every_page_reads_cleanly_at_800_1280_and_1920_px(server, browser):
     page = new_page(context)  # fails when chromium is missing
     open_app(page, server, timeout_ms=WAIT_MS)
     _train_two_runs(page)
+    _sweep(page)
     goto_page(page, "Runs", timeout_ms=WAIT_MS)
     settle(page, timeout_ms=WAIT_MS)
     _choose_compare_runs(page)
@@ -168,13 +187,15 @@ def test_every_page_reads_cleanly_at_800_1280_and_1920_px(server, browser):
                     tabs.nth(n).click()
                     page.wait_for_timeout(300)
                 where = f"{width}px {name}" + (f" / {label}" if label else "")
+                settle(page, timeout_ms=WAIT_MS)
+                page.evaluate(TO_TOP_JS)
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(_shot_path(width, name, label)))
                 # hover the first chart so plotly shows its modebar where a visitor would see it
                 chart = page.locator('[data-testid="stMain"] .js-plotly-plot').first
-                settle(page, timeout_ms=WAIT_MS)
                 if chart.count():
                     chart.hover()
                 _check(page, where, problems)
-                page.screenshot(path=str(_shot_path(width, name, label)), full_page=True)
     print(f"\nscreenshots: {ARTIFACTS}")
     assert not problems, "\n".join(problems)
 

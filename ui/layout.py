@@ -12,8 +12,9 @@ Two parts:
   block after this one; both only ever widen or wrap, so they combine.
 * :func:`chart_frame`: the plotly layout every chart of the app's own pages uses: the legend
   *below* the plot (it never sits on the title or under plotly's toolbar, however many rows
-  it needs at a narrow width), the title just above the plot area (below the toolbar), and
-  axes that make room for their labels. It takes a figure spec (dict) or a ``go.Figure``.
+  it needs at a narrow width), the title just above the plot area (below the toolbar; on two
+  lines when long), and axes that make room for their labels. It takes a figure spec (dict)
+  or a ``go.Figure``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ def apply() -> None:
 
 
 TITLE_GAP_PX = 8
+TITLE_CHARS = 48  # a longer title is set on two lines: one line would run off a ~470 px chart
+LINE_PX = 22  # the height a second title line adds
+
+
+def wrap_title(text: str, chars: int = TITLE_CHARS) -> str:
+    """``text`` on two lines (a ``<br>`` at the space nearest its middle) when longer than ``chars``."""
+    if len(text) <= chars or "<br" in text or " " not in text:
+        return text
+    middle = len(text) // 2
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - middle))
+    return text[:cut] + "<br>" + text[cut + 1:]
 
 
 def chart_frame(fig: Any, *, top: int = 64) -> Any:
@@ -63,6 +76,9 @@ def chart_frame(fig: Any, *, top: int = 64) -> Any:
         return fig
     if fig.layout.showlegend is not False:
         fig.update_layout(legend=legend)
+    if fig.layout.title.text and wrap_title(fig.layout.title.text) != fig.layout.title.text:
+        fig.update_layout(title_text=wrap_title(fig.layout.title.text))
+        top += LINE_PX
     if fig.layout.annotations:  # subplot titles sit right above the plot area: the title stays at the top
         fig.update_layout(margin={"t": max(top + 20, int(fig.layout.margin.t or 0))})
     else:
@@ -77,9 +93,14 @@ def chart_frame(fig: Any, *, top: int = 64) -> Any:
 def _frame_dict(layout: dict[str, Any], legend: dict[str, Any], top: int) -> None:
     if layout.get("showlegend") is not False:
         layout["legend"] = {**(layout.get("legend") or {}), **legend}
+    title = layout.get("title")
+    if isinstance(title, str):
+        title = layout["title"] = {"text": title}
+    if isinstance(title, dict) and title.get("text") and wrap_title(title["text"]) != title["text"]:
+        title["text"] = wrap_title(title["text"])
+        top += LINE_PX
     margin = layout.setdefault("margin", {})
     margin["t"] = max(top, int(margin.get("t", 0)))
-    title = layout.get("title")
     if layout.get("annotations"):  # subplot titles sit right above the plot area: the title stays at the top
         margin["t"] = max(top + 20, margin["t"])
         title = None

@@ -26,7 +26,9 @@ GROUPS = (("age_group", "Age band"), ("gender", "Gender"), ("occupation", "Occup
 GROUP_KEY = "movie_group_by"  # the demographic column the group chart splits by
 VIEW_KEY = "movie_view"  # the open tab's label
 # Up to this many movies a picker lists them all; above (ml-25m has 62k), a title search fills it.
-PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "5000"))
+# One selectbox (typing filters it in the browser, matches in its most-rated-first order) up to
+# this many movies: ml-latest-small's 9,742 and ml-10m's 10,681 included.
+PICK_ALL = int(os.environ.get("MFSTUDIO_PICK_ALL", "20000"))
 
 
 
@@ -45,11 +47,15 @@ def _movie(run_id: str, stamp: float, item: Any, _sel: SelectedRun) -> dict[str,
     actual = views.movie_ratings(_sel.data, item)
     users = info["users"]
     users["actual"] = users["user"].map(actual)
-    groups = {col: views.group_table(users, col) for col, _ in GROUPS if col in users.columns}
-    top = users.nlargest(10, "predicted")
-    bottom = users.nsmallest(10, "predicted")
+    groups = {col: views.group_values(users, col) for col, _ in GROUPS if col in users.columns}
+    every = views.movie_users(users, actual)
     return {"predicted": info["predicted"], "actual": info["actual"], "n_ratings": info["n_ratings"],
-            "top": top, "bottom": bottom, "groups": groups}
+            "top": every.head(10), "bottom": every.iloc[::-1].head(10), "groups": groups, "every": every}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _csv(run_id: str, stamp: float, item: Any, _every: pd.DataFrame) -> bytes:
+    return _every.to_csv(index=False).encode("utf-8")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -81,13 +87,18 @@ def pick_movie(sel: SelectedRun, table: pd.DataFrame) -> Any | None:
             st.session_state[MOVIE_KEY] = shown["item"].iloc[0]
     labels = dict(zip(shown["item"], shown["label"] + " · " + shown["ratings"].map("{:,}".format) + " ratings"))
     item = st.selectbox("Movie (type part of the title to search; most-rated first)", shown["item"].tolist(),
-                        format_func=lambda i: labels.get(i, str(i)), key=MOVIE_KEY)
+                        format_func=lambda i: labels.get(i, str(i)), key=MOVIE_KEY, filter_mode="contains")
     return item.item() if isinstance(item, np.generic) else item
 
 
 USER_COLUMNS = {
-    "predicted": st.column_config.NumberColumn("predicted", format="%.2f"),
-    "actual": st.column_config.TextColumn("their rating", help="Empty: they did not rate it"),
+    "rank": st.column_config.NumberColumn("#", format="%d", help="Rank by the unclipped prediction (1 = likes it most)"),
+    "predicted": st.column_config.NumberColumn("predicted", format="%.2f",
+                                               help="The prediction, clipped to the rating scale"),
+    "unclipped": st.column_config.NumberColumn("unclipped", format="%.2f",
+                                               help="Before clipping to the rating scale: users whose predictions "
+                                                    "all clip to the top are ranked by this"),
+    "actual": st.column_config.NumberColumn("their rating", format="%g", help="Empty: they did not rate it"),
     "bias": st.column_config.NumberColumn("user bias", format="%+.3f"),
     "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many movies they rated"),
     "user": st.column_config.NumberColumn("user", format="%d"),
@@ -109,9 +120,7 @@ def summary(sel: SelectedRun, item: Any, row: pd.Series, movie: dict[str, Any]) 
 
 
 def users_table(frame: pd.DataFrame, demo: list[str]) -> pd.DataFrame:
-    out = frame[["user", "predicted", "actual", "bias", "ratings", *demo]].copy()
-    out["actual"] = [f"{r:g}" if pd.notna(r) else "" for r in out["actual"]]
-    return out
+    return frame[["rank", "user", "predicted", "unclipped", "actual", *demo]]
 
 
 def predicted_vs_actual(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
@@ -120,11 +129,41 @@ def predicted_vs_actual(sel: SelectedRun, key: tuple[str, float], item: Any, tab
                     key="movie_hist")
     demo = [c for c in ("age", "gender", "occupation") if c in movie["top"].columns]
     left, right = st.columns(2)
-    left.markdown("**Predicted to like it most**")
+    left.markdown("**Predicted to like it most** (ranked by the unclipped prediction)")
     left.dataframe(users_table(movie["top"], demo), hide_index=True, column_config=USER_COLUMNS, key="movie_top")
     right.markdown("**Predicted to like it least**")
     right.dataframe(users_table(movie["bottom"], demo), hide_index=True, column_config=USER_COLUMNS,
                     key="movie_bottom")
+
+
+def every_user(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
+               movie: dict[str, Any]) -> None:
+    """Every user's predicted rating for this movie (and their actual one), sortable, searchable, as CSV."""
+    every = movie["every"]
+    c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
+    text = c1.text_input("Look up a user id", key="movie_user_lookup", placeholder="e.g. 42")
+    c2.download_button(
+        f"Download all {len(every):,} users (CSV)", data=_csv(*key, item, every), on_click="ignore",
+        file_name=f"movie_{md(item)}_{sel.run_id}_users.csv".replace("\\", ""), mime="text/csv",
+        icon=":material/download:", key="movie_users_csv",
+        help="Every user: rank, id, predicted (clipped) and unclipped rating, their actual rating if they rated "
+             "it, how many movies they rated, their bias and demographics.")
+    text = (text or "").strip()
+    if text:
+        hit = every[every["user"].astype(str) == text]
+        if hit.empty:
+            st.warning(f"There is no user **{md(text)}** in this model.", icon=":material/person_off:")
+        else:
+            row = hit.iloc[0]
+            rated = f"rated it **{row['actual']:g}**" if pd.notna(row["actual"]) else "did not rate it"
+            demo = " · ".join(md(row[c]) for c in ("age", "gender", "occupation") if c in hit.columns)
+            st.success(f"User {md(row['user'])}{f' ({demo})' if demo else ''}: predicted **{row['predicted']:.2f}** "
+                       f"(unclipped {row['unclipped']:.2f}), rank {int(row['rank']):,} of {len(every):,}; {rated}.",
+                       icon=":material/person_search:")
+            st.dataframe(hit, hide_index=True, column_config=USER_COLUMNS, key="movie_user_hit")
+    st.dataframe(every, hide_index=True, column_config=USER_COLUMNS, key="movie_every_user", height=420)
+    st.caption(f"All {len(every):,} users, ranked by the unclipped prediction. Click a column header to sort; the "
+               "table's search (magnifier, top right) finds any value.")
 
 
 def demographics(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
@@ -133,21 +172,25 @@ def demographics(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.
     if not groups:
         st.info("This dataset has no user demographics (ml-100k and ml-1m do), so there is no breakdown by group.")
         return
-    st.caption("Blue: the mean predicted rating over every user in the group. Green: the mean of the ratings the "
-               "group actually gave. With each group: its users / how many of them rated the movie. Small groups "
-               "swing a lot.")
+    st.caption("Each box spans the middle half of a group (the line inside: the median; dashed: the mean; the "
+               "whiskers: the rest, up to 1.5 box-lengths). Blue: the predicted rating of every user in the group. "
+               "Green: the ratings the group actually gave. Under each group: its users / how many of them rated "
+               "the movie; small groups swing a lot. The axis spans the whole rating scale.")
     names = dict(GROUPS)
     options = [column for column, _ in GROUPS if column in groups]
     column = st.segmented_control("Group users by", options, format_func=names.get, default=options[0],
                                   key=GROUP_KEY, required=True) or options[0]
-    st.plotly_chart(charts.group_bars(groups[column], names[column]), key=f"movie_group_{column}")
+    st.plotly_chart(charts.group_spread(groups[column], names[column], sel.data.rating_scale),
+                    key=f"movie_group_{column}")
 
 
 def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame, movie: dict[str, Any]) -> None:
     c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
     n = c1.number_input("How many", 1, 50, 10, key="movie_sim_n")
-    floor = c2.number_input("Only movies with at least this many ratings", 0, 1000, 20, step=5, key="movie_sim_floor",
-                            help="Rarely rated movies have noisy vectors; 0 shows all.")
+    floor = c2.number_input("Only movies with at least this many ratings", 0, 10_000, views.SIMILAR_MIN_RATINGS,
+                            step=5, key="movie_sim_floor",
+                            help="Rarely rated movies have noisy vectors; 0 shows all. The 2D map's neighbour list "
+                                 f"uses the same rule ({views.SIMILAR_MIN_RATINGS} by default), so both agree.")
     centre = c3.toggle("Centre the vectors first", key="movie_sim_centre",
                        help="Subtract the average movie vector before comparing. When every movie's vector points "
                             "roughly the same way (e.g. factors started non-negative and no L2 pulled them back), "
@@ -158,8 +201,9 @@ def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataF
         "similarity": st.column_config.ProgressColumn("cosine similarity", format="%.3f", min_value=-1, max_value=1),
         "ratings": st.column_config.NumberColumn("ratings", format="%d"),
     })
-    st.caption("Cosine similarity of the item factor vectors: movies the same users tend to rate alike, "
-               "whatever their genres say. Biases play no part.")
+    st.caption(f"Cosine similarity of the item factor vectors, among movies with at least {int(floor):,} ratings: "
+               "movies the same users tend to rate alike, whatever their genres say. Biases play no part. The 2D "
+               "map's nearest neighbours are this list.")
 
 
 # ---------------------------------------------------------------------------- the page
@@ -188,6 +232,7 @@ def page() -> None:
 # redraws one view; sections with controls are fragments.
 VIEWS = {
     "Predicted vs actual": predicted_vs_actual,
+    "Every user": st.fragment(every_user),
     "By demographic group": st.fragment(demographics),
     "Most similar movies": st.fragment(similar),
 }

@@ -19,7 +19,10 @@ from streamlit.testing.v1 import AppTest
 
 from mfcore.config import ModelConfig, TrainConfig
 from mfcore.runs.runner import RunRequest
+from mfcore.data.sources import load_dataset
+from mfcore.inspect import views
 from tests.app_support import app_runner, plotly_array as arr
+from ui import jobs
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,34 +245,72 @@ def test_user_page_shows_the_sigmoid_as_its_own_step(runs):
 
 
 # ---------------------------------------------------------------------------- one movie
-def test_movie_page_distributions_groups_and_similar_movies(runs):
+def test_movie_page_distributions_groups_and_similar_movies(runs, shared_data):
     at = open_page(MOVIE)
-    assert "Star Wars (1977)" in at.selectbox(key="movie_page_item").format_func(at.selectbox(key="movie_page_item").value)
+    picker = at.selectbox(key="movie_page_item")
+    assert "Star Wars (1977)" in picker.format_func(picker.value)
+    # One picker (no second search box); typing filters it in its most-rated-first order.
+    assert not at.text_input and picker.proto.filter_mode == 1  # SelectWidgetFilterMode.FILTER_MODE_CONTAINS
     assert metric(at, "Users who rated it") == "583"
-    assert [t.label for t in at.tabs] == ["Predicted vs actual", "By demographic group", "Most similar movies"]
+    assert [t.label for t in at.tabs] == ["Predicted vs actual", "Every user", "By demographic group",
+                                          "Most similar movies"]
     hist = spec(at, "movie_hist")["data"]
     assert [t["name"] for t in hist] == ["predicted, all users (943)", "actual ratings (583)"]
     top, bottom = frame(at, "movie_top"), frame(at, "movie_bottom")
     assert len(top) == len(bottom) == 10 and top["predicted"].min() >= bottom["predicted"].max()
+    # Ranked by the unclipped prediction, both shown: the clipped one never exceeds the scale.
+    assert top["unclipped"].is_monotonic_decreasing and top["rank"].tolist() == list(range(1, 11))
+    assert top["predicted"].max() <= 5.0 and np.allclose(top["predicted"], top["unclipped"].clip(1, 5))
+    model = jobs.get_runner().load_model(runs["linear"])
+    data = load_dataset("ml-100k", data_dir=shared_data, download=False)
+    info = views.movie_across_users(model, data, 50)
+    raw = info["users"].set_index("user")["score"]
+    assert top["user"].tolist() == raw.sort_values(ascending=False, kind="stable").index[:10].tolist()
+
+    # Every user: the whole table, a lookup of one id, the CSV of all of them.
+    open_tab(at, "movie_view", "Every user")
+    assert len(at.dataframe) == 1
+    every = at.dataframe[0].value  # the whole table (the lookup's row is drawn above it once asked)
+    assert len(every) == 943 and every["user"].nunique() == 943
+    assert every["actual"].notna().sum() == 583 and {"age", "gender", "occupation"} <= set(every.columns)
+    assert every["unclipped"].is_monotonic_decreasing
+    actual = views.movie_ratings(data, 50)
+    assert every.set_index("user")["actual"].dropna().to_dict() == actual.to_dict()
+    at.text_input(key="movie_user_lookup").input("42").run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe) == 2 and len(at.dataframe[1].value) == 943
+    hit = at.dataframe[0].value
+    assert hit["user"].tolist() == [42]
+    assert any("User 42" in s.value and "rank" in s.value for s in at.success)
+    at.text_input(key="movie_user_lookup").input("99999").run()
+    assert any("There is no user" in w.value for w in at.warning)
+    csv = at.download_button(key="movie_users_csv")
+    assert csv.label == "Download all 943 users (CSV)"
 
     open_tab(at, "movie_view", "By demographic group")
     for key in ("age_group", "gender", "occupation"):
         at.segmented_control(key="movie_group_by").set_value(key).run()
         assert not at.exception, at.exception
-        bars = spec(at, f"movie_group_{key}")["data"]
-        assert [b["name"].split(" (")[0] for b in bars] == ["mean predicted", "mean actual"]
+        fig = spec(at, f"movie_group_{key}")
+        boxes = fig["data"]
+        assert [b["type"] for b in boxes] == ["box", "box"]
+        assert [b["name"].split(" (")[0] for b in boxes] == ["predicted", "actual"]
+        # An honest axis: the whole 1-5 scale, not zoomed on the means.
+        axis = fig["layout"]["xaxis" if key == "occupation" else "yaxis"]["range"]
+        assert axis[0] <= 1.0 and axis[1] >= 5.0
     occupation = spec(at, "movie_group_occupation")["data"][0]
-    assert occupation["orientation"] == "h" and len(occupation["y"]) == 21
-    assert occupation["y"][0].startswith("administrator (")
+    assert occupation["orientation"] == "h" and len(set(occupation["y"])) == 21
     at.segmented_control(key="movie_group_by").set_value("gender").run()
-    gender = spec(at, "movie_group_gender")["data"][0]
-    assert sum(int(x.split("<br>")[1].split(" / ")[0]) for x in gender["x"]) == 943
+    gender = spec(at, "movie_group_gender")["data"]
+    assert len(arr(gender[0]["y"])) == 943 and len(arr(gender[1]["y"])) == 583  # every user; every rating
+    assert sum(int(x.split("<br>")[1].split(" / ")[0]) for x in set(gender[0]["x"])) == 943
 
     open_tab(at, "movie_view", "Most similar movies")
     sim = frame(at, "movie_similar")
     assert len(sim) == 10 and "Star Wars (1977)" not in sim["title"].tolist()
-    assert sim["similarity"].is_monotonic_decreasing and sim["ratings"].min() >= 20
+    assert sim["similarity"].is_monotonic_decreasing and sim["ratings"].min() >= views.SIMILAR_MIN_RATINGS
     assert {"title", "genres", "similarity"} <= set(sim.columns)
+    assert any("at least 20 ratings" in c.value for c in at.caption)
     at.selectbox(key="movie_page_item").set_value(1).run()  # Toy Story
     assert not at.exception, at.exception
     assert metric(at, "Users who rated it") == "452"
@@ -281,8 +322,21 @@ def test_movie_page_distributions_groups_and_similar_movies(runs):
     assert "Toy Story (1995)" not in sim["title"].tolist()
 
 
+def test_movie_users_ranks_by_the_unclipped_score_when_predictions_clip():
+    import pandas as pd
+
+    users = pd.DataFrame({"user": [1, 2, 3, 4], "predicted": [5.0, 5.0, 3.0, 5.0], "unclipped": [5.4, 6.1, 3.0, 5.0],
+                          "score": [5.4, 6.1, 3.0, 5.0], "ratings": [10, 20, 30, 40], "bias": [0.0] * 4,
+                          "gender": ["M", "F", "M", "F"]})
+    out = views.movie_users(users, pd.Series([4.0], index=pd.Index([3], name="user")))
+    assert out["user"].tolist() == [2, 1, 4, 3] and out["rank"].tolist() == [1, 2, 3, 4]
+    assert out["actual"].isna().tolist() == [True, True, True, False]
+    groups = views.group_values(users.assign(actual=[np.nan, 5.0, 4.0, np.nan]), "gender")
+    assert [(g["group"], g["users"], g["raters"]) for g in groups] == [("F", 2, 1), ("M", 2, 1)]
+
+
 def test_large_catalogues_get_a_title_search(runs, monkeypatch):
-    """Above MFSTUDIO_PICK_ALL movies (5,000 by default: ml-25m has 62k) the pickers search titles."""
+    """Above MFSTUDIO_PICK_ALL movies (20,000 by default: ml-25m has 62k) the pickers search titles."""
     monkeypatch.setenv("MFSTUDIO_PICK_ALL", "100")
     at = open_page(MOVIE)
     assert len(at.selectbox(key="movie_page_item").options) == 200  # the 200 most-rated

@@ -379,3 +379,35 @@ def group_bars(table: pd.DataFrame, title: str, *, height: int | None = None) ->
     if many:
         fig.update_yaxes(autorange="reversed", automargin=True)
     return fig
+
+
+def group_spread(groups: list[dict], title: str, scale: tuple[float, float], *, height: int | None = None) -> go.Figure:
+    """Box plots per demographic group: the predicted rating of every user in the group
+    (blue) beside the actual ratings of those who rated the movie (green), with the mean
+    as a dashed line in each box and the counts in the group's name. The rating axis spans
+    the whole rating scale (an honest axis: differences look as large as they are).
+    More than 8 groups (occupations) are drawn horizontally so their names stay readable.
+    ``groups``: :func:`mfcore.inspect.views.group_values`."""
+    many = len(groups) > 8
+    lo, hi = (float(v) for v in scale)
+    fig = go.Figure()
+    for key, name, colour in (("predicted", "predicted (every user in the group)", PREDICTED_COLOUR),
+                              ("actual", "actual (those who rated it)", ACTUAL_COLOUR)):
+        values, labels = [], []
+        for g in groups:
+            label = f"{html(g['group'])} ({g['users']:,} / {g['raters']:,})" if many else \
+                f"{html(g['group'])}<br>{g['users']:,} / {g['raters']:,}"
+            values.append(g[key])
+            labels += [label] * len(g[key])
+        v = np.concatenate(values) if values else np.zeros(0)
+        xy = dict(x=v, y=labels, orientation="h") if many else dict(x=labels, y=v)
+        fig.add_trace(go.Box(**xy, name=name, marker_color=colour, boxmean=True, boxpoints=False,
+                             hoverinfo="x+y" if many else "y"))
+    fig.update_layout(boxmode="group")
+    _layout(fig, title, height=height or (max(380, 44 * len(groups) + 140) if many else 380), legend=True)
+    value_axis, group_axis = (fig.update_xaxes, fig.update_yaxes) if many else (fig.update_yaxes, fig.update_xaxes)
+    value_axis(range=[lo - 0.25, hi + 0.25], title_text=f"rating (the whole {lo:g}–{hi:g} scale)", dtick=1 if hi - lo >= 3 else 0.5)
+    group_axis(type="category", title_text="group (its users / of them rated it)")
+    if many:
+        fig.update_yaxes(autorange="reversed", automargin=True)
+    return fig

@@ -12,6 +12,10 @@ from mfcore.data.dataset import RatingData
 from mfcore.errors import ConfigError
 from mfcore.recommender import TrainedModel
 
+# The fewest ratings a movie needs to be listed as similar to another, on One movie and the 2D map
+# alike (rarely rated movies have noisy vectors that land next to anything).
+SIMILAR_MIN_RATINGS = 20
+
 
 def item_table(trained: TrainedModel, data: RatingData, rows: np.ndarray | None = None) -> pd.DataFrame:
     """One row per model item: raw id, title, genres, bias, rating count, mean rating, norm."""
@@ -71,7 +75,13 @@ def factor_extremes(trained: TrainedModel, data: RatingData, factor: int, n: int
 
 
 def movie_across_users(trained: TrainedModel, data: RatingData, item: Any) -> dict[str, Any]:
-    """One movie's predicted rating for every user, its actual ratings, and who likes it most."""
+    """One movie's predicted rating for every user, its actual ratings, and who likes it most.
+
+    ``users`` (a :func:`user_table` with ``predicted`` (clipped to the rating scale),
+    ``unclipped`` (before the clip), ``score`` (the raw sum) and ``rated_it``); ``top`` and
+    ``bottom``: the ten users with the highest / lowest raw score, so users whose
+    predictions all clip to the top of the scale are still ranked by how far above it they are.
+    """
     i = trained.item_ids.index_of(item)
     m = trained.model
     P = trained.user_factors().astype(np.float64)
@@ -79,6 +89,7 @@ def movie_across_users(trained: TrainedModel, data: RatingData, item: Any) -> di
     if trained.model_config.use_bias:
         s = s + trained.user_biases() + trained.item_biases()[i]
     lo, hi = m.rating_scale
+    raw = s
     if trained.model_config.output == "sigmoid":
         a, b = m.output_range
         s = a + (b - a) / (1 + np.exp(-s))
@@ -87,15 +98,19 @@ def movie_across_users(trained: TrainedModel, data: RatingData, item: Any) -> di
     rows = np.flatnonzero(data.item_idx == d_item) if d_item >= 0 else np.zeros(0, dtype=np.int64)
     users = user_table(trained, data)
     users["predicted"] = predicted
+    users["unclipped"] = s  # before clipping to the rating scale (after the sigmoid, if any)
+    users["score"] = raw  # the raw sum: ranks users even where the prediction clips or the sigmoid saturates
     rated = set(data.user_ids.raw[data.user_idx[rows]].tolist())
     users["rated_it"] = users["user"].isin(rated)
+    order = np.lexsort((users["user"].to_numpy(), -raw))  # highest raw score first, ties by user id
+    ranked = users.iloc[order]
     return {
         "predicted": predicted,
         "actual": data.rating[rows],
         "n_ratings": int(len(rows)),
         "users": users,
-        "top": users.nlargest(10, "predicted"),
-        "bottom": users.nsmallest(10, "predicted"),
+        "top": ranked.head(10),
+        "bottom": ranked.iloc[::-1].head(10),
     }
 
 
@@ -449,4 +464,32 @@ def similar_movies(trained: TrainedModel, data: RatingData, item: Any, n: int = 
     top = np.argsort(-sims, kind="stable")[:k]
     out = table.iloc[top][["item", "title", "genres", "ratings"]].reset_index(drop=True)
     out.insert(3, "similarity", sims[top])
+    return out
+
+
+def movie_users(users: pd.DataFrame, actual: pd.Series) -> pd.DataFrame:
+    """Every user's row for one movie, ranked by the raw score (rank 1 = predicted to like it most).
+
+    ``users`` is :func:`movie_across_users`'s frame, ``actual`` :func:`movie_ratings`.
+    Columns: ``rank``, ``user``, ``predicted``, ``unclipped``, ``actual`` (NaN when they did
+    not rate it), ``ratings`` (how many movies they rated), ``bias``, then the demographics
+    the dataset has (``age``, ``age_group``, ``gender``, ``occupation``, ``zip``).
+    """
+    order = np.lexsort((users["user"].to_numpy(), -users["score"].to_numpy()))
+    out = users.iloc[order].reset_index(drop=True)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    out["actual"] = out["user"].map(actual)
+    demo = [c for c in ("age", "age_group", "gender", "occupation", "zip") if c in out.columns]
+    return out[["rank", "user", "predicted", "unclipped", "actual", "ratings", "bias", *demo]]
+
+
+def group_values(users: pd.DataFrame, column: str) -> list[dict[str, Any]]:
+    """Per demographic group (in the column's order): its name, every user's predicted
+    rating, the actual ratings of those who rated the movie, and both counts, for a
+    box plot of the spread. ``users`` as for :func:`group_table`."""
+    out = []
+    for group, part in users.groupby(column, observed=True, sort=True):
+        rated = part["actual"].dropna().to_numpy(dtype=np.float64)
+        out.append({"group": group, "predicted": part["predicted"].to_numpy(dtype=np.float64), "actual": rated,
+                    "users": int(len(part)), "raters": int(len(rated))})
     return out

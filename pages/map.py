@@ -20,14 +20,14 @@ import streamlit as st
 
 from mfcore.inspect import projection as proj
 from mfcore.inspect import views
+from mfcore.training.snapshots import snapshot_epochs
 from ui import map_charts as charts
 from ui.selection import SelectedRun, selected_run
 from ui.text import md
 
 MAP_MAX_POINTS = 60_000  # WebGL draws ml-25m's 59,047 movies; users past this are sampled
 ANIMATION_MAX_POINTS = 4_000  # SVG frames (plotly cannot animate WebGL) stay smooth up to here
-TSNE_DEFAULT_POINTS = 1_000  # t-SNE of 2,000 points took 47 s on a busy 2-core machine; 1,000 about a quarter
-METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+METHOD_LABELS = proj.NAMES
 WHAT = {"movies": ("item_factors", charts.ITEM_COLOURS), "users": ("user_factors", charts.USER_COLOURS)}
 
 
@@ -63,7 +63,9 @@ def _projection(run_id: str, stamp: float, what: str, method: str, seed: int, ca
     """
     factors = _sel.model.item_factors() if what == "movies" else _sel.model.user_factors()
     if method != "pca":
-        return proj.project(factors, method, seed=seed, max_points=cap)
+        # Past the cap, the most-rated rows: the movies people search for.
+        table = _items(run_id, stamp, _sel) if what == "movies" else _users(run_id, stamp, _sel)
+        return proj.project(factors, method, seed=seed, max_points=cap, priority=table["ratings"].to_numpy())
     p = proj.project(factors, "pca")
     n = len(p.rows)
     if n <= cap:
@@ -75,13 +77,14 @@ def _projection(run_id: str, stamp: float, what: str, method: str, seed: int, ca
 
 
 @st.cache_data(show_spinner="Aligning the epochs…", max_entries=8)
-def _frames(run_id: str, stamp: float, what: str, cap: int, _sel: SelectedRun) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(model rows drawn, one aligned PCA frame per epoch) from the run's snapshots."""
+def _frames(run_id: str, stamp: float, what: str, cap: int,
+            _sel: SelectedRun) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+    """(model rows drawn, one aligned PCA frame per kept snapshot, the epoch of each)."""
     key = WHAT[what][0]
     snaps = _sel.model.snapshots
     n = len(snaps[0][key])
     rows = np.arange(n) if n <= cap else np.sort(np.random.default_rng(0).choice(n, cap, replace=False))
-    return rows, proj.aligned_frames([s[key][rows] for s in snaps])
+    return rows, proj.aligned_frames([s[key][rows] for s in snaps]), snapshot_epochs(snaps)
 
 
 @st.cache_data(show_spinner="Comparing with the planted factors…", max_entries=8)
@@ -115,7 +118,7 @@ def id_col(what: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=8)  # an ml-25m map figure pickles to ~10-20 MB
 def _map_view(run_id: str, stamp: float, what: str, method: str, seed: int, cap: int, colour: str, searched: Any,
-              n_neigh: int, _sel: SelectedRun) -> dict[str, Any]:
+              n_neigh: int, floor: int, _sel: SelectedRun) -> dict[str, Any]:
     """Everything the map section draws for one choice of controls: the figure, the drawn
     points (for the CSV), the neighbours table and the caption. Cached, so a rerun that
     changes nothing here (another section's widget, a download) costs a cache lookup."""
@@ -132,10 +135,10 @@ def _map_view(run_id: str, stamp: float, what: str, method: str, seed: int, cap:
         else:
             missing = True
         if what == "movies" and n_neigh > 0:
-            sim = _sel.model.similar_items(searched, n=n_neigh)
+            # The same list as One movie's "Most similar movies" (same function, same floor).
+            sim = views.similar_movies(_sel.model, _sel.data, searched, n=n_neigh, min_ratings=floor, items=table)
             names = table.set_index("item")
             sim = sim.assign(rank=np.arange(1, len(sim) + 1), title=names.loc[sim["item"], "label"].to_numpy(),
-                             ratings=names.loc[sim["item"], "ratings"].to_numpy(),
                              on_map=sim["item"].isin(pos.index).to_numpy())
             on_map = sim[sim["on_map"]]
             neighbours = points.iloc[pos[on_map["item"]].to_numpy()].assign(rank=on_map["rank"].to_numpy())
@@ -157,12 +160,14 @@ def _map_view(run_id: str, stamp: float, what: str, method: str, seed: int, cap:
 
 @st.cache_data(show_spinner="Aligning the epochs…", max_entries=8)
 def _animation(run_id: str, stamp: float, what: str, colour: str, _sel: SelectedRun) -> dict[str, Any]:
-    rows, frames = _frames(run_id, stamp, what, ANIMATION_MAX_POINTS, _sel)
+    rows, frames, epochs = _frames(run_id, stamp, what, ANIMATION_MAX_POINTS, _sel)
     table = _items(run_id, stamp, _sel) if what == "movies" else _users(run_id, stamp, _sel)
     points = table.iloc[rows].reset_index(drop=True)
-    fig = charts.animation_figure(frames, points, colour, colours=WHAT[what][1],
-                                  title=f"The {what[:-1]} vectors after each of {len(frames)} epochs (PCA)")
-    return {"fig": fig, "drawn": len(rows), "total": len(table)}
+    every = epochs == list(range(1, len(epochs) + 1))
+    title = (f"The {what[:-1]} vectors after each of {len(frames)} epochs (PCA)" if every else
+             f"The {what[:-1]} vectors at {len(frames)} of the run's {epochs[-1]} epochs (PCA)")
+    fig = charts.animation_figure(frames, points, colour, colours=WHAT[what][1], epochs=epochs, title=title)
+    return {"fig": fig, "drawn": len(rows), "total": len(table), "epochs": epochs, "every": every}
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -202,40 +207,46 @@ def controls(sel: SelectedRun) -> tuple[str, str]:
     return what, colour
 
 
-def _search(sel: SelectedRun, what: str, table: pd.DataFrame) -> tuple[Any | None, int]:
-    """The searched movie (raw id) or user and how many neighbours to ring."""
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+def _search(sel: SelectedRun, what: str, table: pd.DataFrame) -> tuple[Any | None, int, int]:
+    """The searched movie (raw id) or user, how many neighbours to ring, and the least
+    number of ratings a neighbour must have."""
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
     if what == "users":
         text = c1.text_input("Find a user (id)", key="map_user_search", placeholder="e.g. 42")
         text = (text or "").strip()
         if not text:
-            return None, 0
+            return None, 0, 0
         hit = table.index[table["user"].astype(str) == text]
         if not len(hit):
             st.warning(f"There is no user **{md(text)}** in this model.", icon=":material/person_off:")
-            return None, 0
-        return table.at[hit[0], "user"], 0
+            return None, 0, 0
+        return table.at[hit[0], "user"], 0, 0
     text = c1.text_input("Find a movie", key="map_search", placeholder="part of a title, e.g. star wars",
                          help="Highlights the movie (red star) and rings its nearest neighbours.")
     hits = charts.find_titles(table, text)
     n = int(c3.number_input("Neighbours", 0, 50, 10, key="map_neighbours",
                             help="Movies with the most similar factor vectors (cosine)."))
+    floor = int(c4.number_input("Min. ratings", 0, 10_000, views.SIMILAR_MIN_RATINGS, step=5,
+                                key="map_neighbour_floor",
+                                help="Only movies with at least this many ratings are neighbours (rarely rated "
+                                     "movies have noisy vectors). One movie's *Most similar movies* uses the same "
+                                     f"rule, {views.SIMILAR_MIN_RATINGS} by default, so both lists agree."))
     if not (text or "").strip():
-        return None, n
+        return None, n, floor
     if not len(hits):
         st.warning(f"No movie title contains “{md(text.strip())}”.", icon=":material/search_off:")
-        return None, n
+        return None, n, floor
     labels = dict(zip(hits["item"], hits["label"] + " · " + hits["ratings"].map("{:,}".format) + " ratings"))
     options = list(labels)
     if st.session_state.get("map_pick") not in labels:
         st.session_state["map_pick"] = options[0]
     item = c2.selectbox(f"{len(hits)} match{'es' if len(hits) != 1 else ''}", options, key="map_pick",
                         format_func=lambda i: labels.get(i, str(i)))
-    return (item.item() if isinstance(item, np.generic) else item), n
+    return (item.item() if isinstance(item, np.generic) else item), n, floor
 
 
 def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) -> None:
-    methods = ["pca", "tsne"] + (["umap"] if proj.umap_available() else [])
+    methods = (["umap"] if proj.umap_available() else []) + ["tsne", "pca"]
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     method = c1.radio("Projection", methods, horizontal=True, format_func=METHOD_LABELS.get, key="map_method",
                       help="PCA: a linear view along the two directions of largest spread; distances mean "
@@ -252,19 +263,17 @@ def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) ->
         low = min(100, top)
         # The default goes through session state (no value= below), so it can be preset and
         # is clamped when another run has fewer points.
-        cap0 = st.session_state.get("map_cap", min(TSNE_DEFAULT_POINTS, top))
+        cap0 = st.session_state.get("map_cap", top)
         st.session_state["map_cap"] = int(min(max(cap0, low), top))
-        cap = int(c3.number_input("Sample size", low, top, step=500, key="map_cap",
-                                  help=f"{METHOD_LABELS[method]} grows slow with many points; "
-                                       f"at most {proj.TSNE_MAX_POINTS:,}."))
-    searched, n_neigh = _search(sel, what, table)
-    spin = f"{METHOD_LABELS[method]} of {min(cap, n):,} points…"
-    if method == "tsne":
-        spin += " (t-SNE: up to a minute, once per run, seed and sample size)"
+        cap = int(c3.number_input("Points", low, top, step=500, key="map_cap",
+                                  help=f"Every point up to {proj.TSNE_MAX_POINTS:,}; past that, or with a smaller "
+                                       "number here, the most-rated ones."))
+    searched, n_neigh, floor = _search(sel, what, table)
+    spin = f"{METHOD_LABELS[method]} of {min(cap, n):,} points… (once per run, seed and number of points)"
     with st.spinner(spin):
-        view = _map_view(*key, what, method, seed, cap, colour, searched, n_neigh, sel)
+        view = _map_view(*key, what, method, seed, cap, colour, searched, n_neigh, floor, sel)
     if view["missing"]:
-        hint = "choose a larger sample or PCA." if method != "pca" else "only a sample of this many points is drawn."
+        hint = "draw more points, or choose PCA." if method != "pca" else "only a sample of this many points is drawn."
         st.info(f"{md(table.set_index(id_col(what)).at[searched, 'label'])} is not among the points drawn: {hint}",
                 icon=":material/info:")
     st.plotly_chart(view["fig"], key="map_chart", config={"scrollZoom": True})
@@ -273,7 +282,8 @@ def the_map(sel: SelectedRun, key: tuple[str, float], what: str, colour: str) ->
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     if sim is not None and len(sim):
         left.markdown(f"**Nearest neighbours of {md(table.set_index('item').at[searched, 'label'])}** "
-                      "(cosine of the factor vectors)")
+                      f"(cosine of the factor vectors; movies with at least {floor:,} ratings, the same list as "
+                      "One movie's *Most similar movies*)")
         cols = ["rank", "title", "similarity", "ratings"] + ([] if sim["on_map"].all() else ["on_map"])
         left.dataframe(sim[cols], hide_index=True,
                        key="map_neighbours_table", column_config={
@@ -304,9 +314,15 @@ def watch_it_learn(sel: SelectedRun, key: tuple[str, float], what: str, colour: 
     st.plotly_chart(anim["fig"], key="map_animation")
     sample = ("" if anim["drawn"] == anim["total"] else
               f" A fixed random sample of {anim['drawn']:,} of the {anim['total']:,} {what}.")
+    epochs = anim["epochs"]
+    kept = ("" if anim["every"] else
+            f" The run kept its factors at {len(epochs)} of its {epochs[-1]} epochs, spread geometrically (dense at "
+            f"the start, where they move most): {', '.join(map(str, epochs[:6]))}, … {epochs[-1]}; the slider is "
+            "labelled with those epochs.")
     st.caption("Press ▶ or drag the slider. Each epoch's PCA picture is rotated (or mirrored) onto the next one's "
                "by orthogonal Procrustes, so the map does not spin or flip between epochs: what moves is what "
-               "the model learned. The last frame is the static PCA map above." + sample)
+               "the model learned. The axes hold every point of every frame. The last frame is the PCA map "
+               "(choose PCA above to compare)." + kept + sample)
 
 
 def planted_vs_learned(sel: SelectedRun, key: tuple[str, float], colour: str) -> None:

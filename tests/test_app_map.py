@@ -33,7 +33,7 @@ from ui import map_charts
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-MAP, NEW_USER = "pages/map.py", "pages/new_user.py"
+MAP, NEW_USER, MOVIE = "pages/map.py", "pages/new_user.py", "pages/movie.py"
 EPOCHS = 4
 
 
@@ -64,6 +64,15 @@ def open_page(page: str, run_id: str, **state) -> AppTest:
     return at
 
 
+
+
+def at_data(run_id: str):
+    """The dataset of a run, as the pages load it."""
+    import os
+
+    from ui import jobs
+
+    return load_dataset(jobs.get_store().get(run_id).dataset, data_dir=os.environ["MFSTUDIO_DATA_DIR"], download=False)
 
 
 def spec(at: AppTest, key_part: str) -> dict:
@@ -99,6 +108,14 @@ def test_map_draws_one_point_per_item_with_titles_and_colours(runs):
     rid, model = runs["ml"]
     at = open_page(MAP, rid)
     assert at.title[0].value == "2D map"
+    # UMAP is the default, of every movie.
+    assert at.radio(key="map_method").value == "umap"
+    fig = spec(at, "map_chart")
+    assert fig["layout"]["title"]["text"].startswith("UMAP")
+    xy, text = points(fig)
+    assert len(xy) == 1682 and len(np.unique(xy, axis=0)) > 1600
+    assert any("all 1,682 points" in c.value for c in at.caption)
+    at.radio(key="map_method").set_value("pca").run()
     fig = spec(at, "map_chart")
     xy, text = points(fig)
     assert len(xy) == len(model.item_ids) == 1682
@@ -119,7 +136,7 @@ def test_map_draws_one_point_per_item_with_titles_and_colours(runs):
 
 def test_searching_a_title_highlights_it_and_its_neighbours(runs):
     rid, model = runs["ml"]
-    at = open_page(MAP, rid)
+    at = open_page(MAP, rid, map_method="pca")
     at.text_input(key="map_search").input("star wars").run()
     assert not at.exception
     fig = spec(at, "map_chart")
@@ -132,35 +149,59 @@ def test_searching_a_title_highlights_it_and_its_neighbours(runs):
     assert len(arr(ring["x"])) == 10
     table = frame(at, "similarity")
     assert table["title"].iloc[0] == "Empire Strikes Back, The (1980)" or len(table) == 10
-    expected = model.similar_items(50, n=10)
+    # The same list as One movie's "Most similar movies": movies with >= 20 ratings (stated).
+    data = at_data(rid)
+    expected = views.similar_movies(model, data, 50, n=10, min_ratings=views.SIMILAR_MIN_RATINGS)
+    assert table["title"].tolist() == expected["title"].tolist()
     assert np.allclose(table["similarity"].to_numpy(), expected["similarity"].to_numpy())
+    assert table["ratings"].min() >= 20
+    assert any("at least 20 ratings" in m.value for m in at.markdown)
+    movie = open_page(MOVIE, rid, movie_page_item=50, movie_view="Most similar movies")
+    similar = frame(movie, "similarity")
+    assert similar["title"].tolist() == table["title"].tolist()
+    assert np.allclose(similar["similarity"].to_numpy(), table["similarity"].to_numpy())
+    # Lowering the floor to 0 on the map lets rarely rated movies in, as on One movie.
+    at.number_input(key="map_neighbour_floor").set_value(0).run()
+    loose = frame(at, "similarity")
+    assert np.allclose(loose["similarity"].to_numpy(),
+                       views.similar_movies(model, data, 50, n=10, min_ratings=0)["similarity"].to_numpy())
     # Other points fade so the highlight stands out.
     assert fig["data"][0]["marker"]["opacity"] < 0.5
     at.text_input(key="map_search").input("no such film xyz").run()
     assert any("No movie title contains" in w.value for w in at.warning)
 
 
-def test_pca_tsne_switch_samples_and_comes_back(runs):
+def test_pca_tsne_switch_samples_and_comes_back(runs, shared_data):
     rid, model = runs["ml"]
     at = open_page(MAP, rid, map_cap=150)
     at.radio(key="map_method").set_value("tsne").run()
     assert not at.exception, at.exception
-    xy, _ = points(spec(at, "map_chart"))
+    xy, text = points(spec(at, "map_chart"))
     assert len(xy) == 150
-    assert any("random sample of 150 of 1,682" in c.value for c in at.caption)
+    assert any("the 150 most-rated of 1,682" in c.value for c in at.caption)
     assert "t-SNE" in spec(at, "map_chart")["layout"]["title"]["text"]
+    # The sample is the 150 most-rated movies: Star Wars (583 ratings) is among them.
+    assert any("Star Wars (1977)" in t for t in text)
+    items = views.item_table(model, at_data(rid))
+    top = items.nlargest(150, "ratings", keep="first")["title"]
+    assert sum(any(f"<b>{t}</b>" in h for h in text) for t in top.head(20)) == 20
     at.radio(key="map_method").set_value("pca").run()
     assert len(points(spec(at, "map_chart"))[0]) == 1682
 
 
 def test_animation_has_one_frame_per_epoch_ending_on_the_static_map(runs):
     rid, model = runs["ml"]
-    at = open_page(MAP, rid)
+    at = open_page(MAP, rid, map_method="pca")
     fig = spec(at, "map_animation")
     assert len(fig["frames"]) == EPOCHS == len(model.snapshots)
     assert [s["label"] for s in fig["layout"]["sliders"][0]["steps"]] == [str(e) for e in range(1, EPOCHS + 1)]
+    xr, yr = fig["layout"]["xaxis"]["range"], fig["layout"]["yaxis"]["range"]
     for frame in fig["frames"]:
         assert sum(len(arr(d["x"])) for d in frame["data"]) == 1682
+        # The fixed axes hold every point of every frame.
+        for d in frame["data"]:
+            x, y = arr(d["x"]).astype(float), arr(d["y"]).astype(float)
+            assert xr[0] <= x.min() and x.max() <= xr[1] and yr[0] <= y.min() and y.max() <= yr[1]
     # The last frame is the PCA of the final (float16) snapshot: the static map, to rounding.
     last = np.vstack([np.column_stack([arr(d["x"]).astype(float), arr(d["y"]).astype(float)])
                       for d in fig["frames"][-1]["data"]])
@@ -411,3 +452,42 @@ def test_find_titles_ranks_prefix_matches_then_popularity():
     assert map_charts.find_titles(table, "4")["item"].tolist() == [4]
     assert map_charts.find_titles(table, "(19")["item"].tolist() == [1, 3, 4, 2]
     assert map_charts.find_titles(table, "").empty
+
+
+def test_animation_labels_frames_with_the_kept_epochs_and_fits_every_frame():
+    import pandas as pd
+
+    from mfcore.training.snapshots import keep_snapshot, snapshot_epochs
+
+    rng = np.random.default_rng(3)
+    snaps: list = []
+    for epoch in range(1, 41):  # 40 epochs thinned to 8 snapshots, as a long run keeps them
+        keep_snapshot(snaps, epoch, {"item_factors": rng.normal(size=(30, 3)).astype(np.float16) * epoch}, 8)
+    epochs = snapshot_epochs(snaps)
+    assert len(epochs) == 8 and epochs[0] == 1 and epochs[-1] == 40 and epochs != list(range(1, 9))
+    from mfcore.inspect.projection import aligned_frames
+
+    frames = aligned_frames([s["item_factors"] for s in snaps])
+    points = pd.DataFrame({"genre": ["Drama"] * 30, "size": np.full(30, 5.0), "hover": ["x"] * 30})
+    fig = map_charts.animation_figure(frames, points, "genre", epochs=epochs).to_plotly_json()
+    assert [s["label"] for s in fig["layout"]["sliders"][0]["steps"]] == [str(e) for e in epochs]
+    assert [f["name"] for f in fig["frames"]] == [str(e) for e in epochs]
+    # The last frames spread 40 times wider than the first: the fixed axes still hold them all.
+    xr, yr = fig["layout"]["xaxis"]["range"], fig["layout"]["yaxis"]["range"]
+    allxy = np.vstack(frames)
+    assert xr[0] <= allxy[:, 0].min() and allxy[:, 0].max() <= xr[1]
+    assert yr[0] <= allxy[:, 1].min() and allxy[:, 1].max() <= yr[1]
+
+
+def test_tsne_and_umap_project_every_point_up_to_the_cap_then_the_most_rated():
+    from mfcore.inspect.projection import TSNE_MAX_POINTS
+
+    assert TSNE_MAX_POINTS >= 9_742  # every movie of ml-latest-small
+    X = np.random.default_rng(1).normal(size=(400, 6)).astype(np.float32)
+    counts = np.arange(400)[::-1]  # row 0 the most rated
+    for method in ("tsne", "umap"):
+        p = project(X, method, seed=0)
+        assert len(p.rows) == 400 and p.coords.shape == (400, 2) and np.isfinite(p.coords).all()
+        assert p.note == "all 400 points"
+        s = project(X, method, seed=0, max_points=50, priority=counts)
+        assert s.rows.tolist() == list(range(50)) and "the 50 most-rated of 400" in s.note

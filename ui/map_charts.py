@@ -235,9 +235,10 @@ def map_figure(points: pd.DataFrame, colour: str, *, colours: dict[str, tuple[st
 def animation_figure(frames: Sequence[np.ndarray], points: pd.DataFrame, colour: str, *,
                      colours: dict[str, tuple[str, str]] = ITEM_COLOURS, epochs: Sequence[int] | None = None,
                      title: str = "", height: int = 620, frame_ms: int = 700) -> go.Figure:
-    """One plotly frame per epoch (``frames[e]``: [n, 2] coordinates of the rows of
-    ``points``), an epoch slider and Play/Pause buttons. The axes are fixed over all
-    epochs so that only the points move."""
+    """One plotly frame per kept snapshot (``frames[e]``: [n, 2] coordinates of the rows of
+    ``points``), labelled with ``epochs`` (the epoch each snapshot shows; default 1, 2, ...),
+    an epoch slider and Play/Pause buttons. The axes are fixed over all frames, and hold
+    every point of every frame, so that only the points move and none leaves the picture."""
     label, kind = colours[colour]
     epochs = list(epochs) if epochs is not None else list(range(1, len(frames) + 1))
     groups = _groups(points, colour, kind, label)
@@ -276,7 +277,7 @@ def animation_figure(frames: Sequence[np.ndarray], points: pd.DataFrame, colour:
             steps=[dict(label=str(ep), method="animate", args=[[str(ep)], step_args]) for ep in epochs],
         )],
     )
-    xr, yr = _ranges(frames, robust=True)
+    xr, yr = _ranges(frames)
     _layout(fig, title, height, ("PC1 (aligned)", "PC2 (aligned)"), legend=kind == "category")
     fig.update_layout(margin=dict(l=10, r=10, t=90, b=120), title=dict(y=0.98, yanchor="top"))
     fig.update_xaxes(range=xr, autorange=False)

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from mfcore.inspect import projection as proj
 from mfcore.inspect import views
 from ui import inspect_charts as charts
 from ui.layout import chart_frame
@@ -200,6 +201,7 @@ VIEWS = {
 }
 
 # ---------------------------------------------------------------------------- the page
+proj.warm_up_in_background()  # the 2D map's UMAP/t-SNE kernels compile while this page is read
 st.title("Embeddings & biases")
 sel = selected_run()
 if sel is not None:

@@ -354,6 +354,7 @@ def planted_vs_learned(sel: SelectedRun, key: tuple[str, float], colour: str) ->
 
 
 # ---------------------------------------------------------------------------- the page
+proj.warm_up_in_background()  # the 2D map's UMAP/t-SNE kernels compile while this page is read
 st.title("2D map")
 sel = selected_run()
 if sel is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mfcore.inspect import projection as proj
 from mfcore.inspect import views
 from ui import inspect_charts as charts
 from ui.selection import SelectedRun, selected_run
@@ -208,6 +209,7 @@ def similar(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataF
 
 # ---------------------------------------------------------------------------- the page
 def page() -> None:
+    proj.warm_up_in_background()  # the 2D map's UMAP/t-SNE kernels compile while this page is read
     st.title("One movie")
     sel = selected_run()
     if sel is None:

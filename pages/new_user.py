@@ -354,6 +354,7 @@ def rate_movies(sel: SelectedRun, table: pd.DataFrame, ratings: dict[Any, float]
 
 
 # ---------------------------------------------------------------------------- the page
+proj.warm_up_in_background()  # the 2D map's UMAP/t-SNE kernels compile while this page is read
 st.title("Rate movies yourself")
 sel = selected_run()
 if sel is not None:

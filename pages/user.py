@@ -16,6 +16,7 @@ import streamlit as st
 
 from mfcore.data.splits import make_split
 from mfcore.errors import MFError, UnknownIdError
+from mfcore.inspect import projection as proj
 from mfcore.inspect import views
 from ui import inspect_charts as charts
 from ui import jobs
@@ -219,6 +220,7 @@ VIEWS = {
 
 # ---------------------------------------------------------------------------- the page
 def page() -> None:
+    proj.warm_up_in_background()  # the 2D map's UMAP/t-SNE kernels compile while this page is read
     st.title("One user")
     sel = selected_run()
     if sel is None:

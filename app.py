@@ -57,8 +57,8 @@ if not health.banner():  # settings or the run store unusable: one box says what
 identity.establish()  # who this is: survives reloads through the URL token (or sign-in)
 identity.apply_run_link()  # ?run=<id> opens that run read-only
 identity.sidebar()
-layout.apply()  # rows of columns wrap on narrow screens (ui/layout.py)
 projector.apply()  # projector mode: ?projector=1 or the sidebar toggle (ui/projector.py)
+layout.apply()  # narrow screens (ui/layout.py); after projector's CSS, whose place must not move
 
 sections = {"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)}
 identity.save_prefs()  # choices made by the last run's callbacks

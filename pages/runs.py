@@ -368,7 +368,7 @@ def cluster_panel() -> None:
     try:
         status = jobs.get_runner().cluster_status()
     except Exception as exc:  # noqa: BLE001 - a cluster that cannot be asked must not break the page
-        st.warning(f"The cluster's status could not be read: {exc}", icon=":material/lan:")
+        st.warning(f"The cluster's status could not be read: {md(exc)}", icon=":material/lan:")
         return
     if status.error:
         st.error(f"The Dask scheduler at {status.address} cannot be reached: {status.error}. Runs wait in the "

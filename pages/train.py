@@ -82,7 +82,7 @@ def _resume(run_id: str) -> None:
     try:
         jobs.get_runner().resume(run_id, identity.actor())
     except MFError as exc:
-        st.session_state[LAUNCH_NOTE] = ("error", str(exc))
+        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
         return
     _follow(run_id)
     st.session_state[LAUNCH_NOTE] = ("success", f"Run `{run_id}` is queued to go on from its last checkpoint.")

@@ -374,8 +374,8 @@ if sel is not None:
     folded, took_ms = _fold(sel, ratings)
     st.divider()
     if not ratings:
-        st.info("No ratings yet. Rate a movie in the table (double-click a cell under *your rating*) or find any "
-                "movie on the right; then *Update recommendations* shows what the model suggests for you.", icon=":material/star:")
+        st.info("Your recommendations appear here. Rate movies above (double-click a cell under *your rating*, or "
+                "find any movie on the right), then press *Update recommendations*.", icon=":material/star:")
     elif folded is not None:
         recs = recommendations(sel, table, folded, took_ms)
         st.divider()

@@ -31,6 +31,7 @@ from tests.browser_support import (
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 120_000  # a busy 2-core machine can take long for a first page (model load, item tables)
+MAP_WAIT_MS = 300_000  # the 2D map's first UMAP in a fresh server compiles umap-learn's kernels (13-40 s, busy box)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +102,8 @@ def test_inspection_pages_in_a_real_browser(server, browser, shots):
 
     # 2D map: every movie drawn, then a search stars Star Wars and lists its neighbours.
     goto_page(page, "2D map", timeout_ms=WAIT_MS)
-    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=WAIT_MS)
-    settle(page, timeout_ms=WAIT_MS)
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=MAP_WAIT_MS)
+    settle(page, timeout_ms=MAP_WAIT_MS)
     n_points = page.evaluate("""() => {
       const plot = document.querySelector('.js-plotly-plot');
       // _fullData: plotly's decoded traces (data may still hold base64 typed-array specs).
@@ -127,7 +128,7 @@ def test_inspection_pages_in_a_real_browser(server, browser, shots):
 
     # Rate movies yourself: nothing rated yet, then two movies through the search.
     goto_page(page, "Rate movies yourself", timeout_ms=WAIT_MS)
-    expect(page.get_by_text("No ratings yet")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Your recommendations appear here")).to_be_visible(timeout=WAIT_MS)
     settle(page, timeout_ms=WAIT_MS)
     shot(page, shots, "6-new-user-empty")
     # Two movies through the search. Wait for the matches box to show *this* search's movie:
@@ -140,6 +141,8 @@ def test_inspection_pages_in_a_real_browser(server, browser, shots):
         settle(page, timeout_ms=WAIT_MS)
         page.locator('[data-testid="stButton"]').filter(has_text="Add").locator("button").click()
         expect(page.get_by_text(f"Your ratings ({n})")).to_be_visible(timeout=WAIT_MS)
+    # The sections under the rating controls follow on one click (an edit reruns only the controls).
+    page.get_by_role("button", name="Update recommendations (2 ratings)").click()
     expect(page.get_by_text("Recommended for you")).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_text("Why this recommendation?")).to_be_visible(timeout=WAIT_MS)
     settle(page, timeout_ms=WAIT_MS)

@@ -96,38 +96,22 @@ def _runner_for(runs_dir: str):
     return runner
 
 
-WARM_UP_SPEC = "synthetic:n_users=60,n_items=50,density=0.3,rank=4,noise=0.3,popularity_skew=1.0,seed=0"
-
-
 def _warm_up() -> None:
-    """Load the compiled kernels the default preset uses once, at server start, off every page's path.
+    """At server start, off every page's path: plotly's first figure (~1 s) and the engine's
+    warm-up (the default preset's compiled kernels, one tiny epoch), so a student's first
+    Launch does not wait for them."""
+    from mfcore.runs.job import warm_up
 
-    Trains the default preset for one epoch on a tiny synthetic set, so a student's first
-    Launch does not wait for numba to load (or compile) its kernels.
-    """
-    from mfcore.config import RuntimeOptions, config_to_dict
-    from mfcore.presets import PRESETS
-    from mfcore.runs.job import JobSpec, run_job
-
-    default = PRESETS["default"]
-    train = {**config_to_dict(default.train), "epochs": 1}
-    if train.get("average_from") is not None:
-        train["average_from"] = 1
-    spec = JobSpec("warm-up", WARM_UP_SPEC, "random:0.1", 0, config_to_dict(default.model), train,
-                   config_to_dict(RuntimeOptions(device="cpu")), checkpoint_every_s=1e9)
-    t0 = time.perf_counter()
     try:
-        from ui.run_charts import learning_curve  # plotly's first figure costs ~1 s: pay it here
+        from ui.run_charts import learning_curve
 
         learning_curve(None, {}, progress=[], epochs_planned=1, title="")
     except Exception:  # noqa: BLE001 - only a warm-up
         log.debug("chart warm-up failed", exc_info=True)
     try:
-        run_job(spec, lambda event: None)
+        log.info("kernels warm in %.2f s", warm_up())
     except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run its compile time
         log.warning("kernel warm-up failed", exc_info=True)
-        return
-    log.info("kernels warm in %.2f s", time.perf_counter() - t0)
 
 
 def runs_dir() -> Path:

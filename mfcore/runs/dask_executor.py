@@ -574,20 +574,14 @@ def run_on_worker(spec: JobSpec, queue_name: str, stop_name: str) -> str:
             pass
 
 
-WARM_UP_DATASET = "synthetic:n_users=50,n_items=40,density=0.5,rank=2,noise=0.1,seed=0"
 
 
 def warm_up() -> float:
-    """Pay a worker's one-off costs (importing torch, compiling the kernels) before its first job.
+    """Pay a worker's one-off costs (imports, the default preset's compiled kernels) before its
+    first job: :func:`mfcore.runs.job.warm_up`. ``client.run(warm_up)`` runs it on every worker."""
+    from mfcore.runs.job import warm_up as warm_job
 
-    ``client.run(warm_up)`` runs it on every worker at once; returns the seconds it took.
-    """
-    started = time.monotonic()
-    spec = JobSpec(job_id="warm-up", dataset=WARM_UP_DATASET, split="random:0.2", seed=0,
-                   model_config={"n_factors": 2}, train_config={"epochs": 1}, runtime={"device": "cpu"},
-                   checkpoint_every_s=3600.0)
-    run_job(spec, lambda item: None)
-    return time.monotonic() - started
+    return warm_job()
 
 
 def dask_setup(worker: Any) -> None:

@@ -29,7 +29,7 @@ from mfcore.config import ModelConfig, RuntimeOptions, TrainConfig, config_from_
 from mfcore.errors import MFError
 from mfcore.events import EpochEnded, RunFailed, RunFinished
 
-__all__ = ["JobSpec", "CancelToken", "CheckpointReady", "Placed", "run_job", "request_key", "data_identity", "load_by_spec",
+__all__ = ["JobSpec", "CancelToken", "CheckpointReady", "Placed", "run_job", "warm_up", "request_key", "data_identity", "load_by_spec",
            "one_line"]
 
 ENV_DATA_DIR = "MFSTUDIO_DATA_DIR"
@@ -252,3 +252,25 @@ def _read_checkpoint(payload: bytes):
         fh.write(payload)
         fh.flush()
         return checkpoint.load(fh.name)
+
+
+WARM_UP_SPEC = "synthetic:n_users=60,n_items=50,density=0.3,rank=4,noise=0.3,popularity_skew=1.0,seed=0"
+
+
+def warm_up() -> float:
+    """Pay a process's one-off costs before its first job: imports, the compiled kernels of
+    the default preset (``mfcore.training.kernels.warm_up``) and one epoch of it on a tiny
+    synthetic set through :func:`run_job`. Returns the seconds it took."""
+    from mfcore.presets import PRESETS
+    from mfcore.training.kernels import warm_up as warm_kernels
+
+    started = time.monotonic()
+    warm_kernels()
+    default = PRESETS["default"]
+    train = {**config_to_dict(default.train), "epochs": 1}
+    if train.get("average_from") is not None:
+        train["average_from"] = 1
+    spec = JobSpec("warm-up", WARM_UP_SPEC, "random:0.1", 0, config_to_dict(default.model), train,
+                   {"device": "cpu"}, checkpoint_every_s=1e9)
+    run_job(spec, lambda item: None)
+    return time.monotonic() - started

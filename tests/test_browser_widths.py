@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_support import (
-    ROOT, app_env, chromium_for_test, goto_page, new_page, no_error_boxes, open_app, serve_for_test,
+    ROOT, app_env, chromium_for_test, goto_page, new_page, no_error_boxes, open_app, serve_for_test, shot,
     set_input, settle,
 )
 
@@ -100,11 +100,25 @@ def server(tmp_path_factory, browser, shared_data):
     yield from serve_for_test(browser, env, tmp / "server.log")
 
 
+def _goto(page, name: str) -> None:
+    """The sidebar link ``name``, once the current page's run is over (its links are disabled
+    while a live page reruns); tried three times."""
+    for attempt in range(3):
+        try:
+            settle(page, timeout_ms=WAIT_MS)
+            goto_page(page, name, timeout_ms=30_000)
+            return
+        except Exception:
+            if attempt == 2:
+                shot(page, ARTIFACTS, f"failure-goto-{_slug(name)}")
+                raise
+
+
 def _train_two_runs(page) -> None:
     """D2L on ml-100k for 4 epochs, then the tuned default beside it (the Train page's compare)."""
     from playwright.sync_api import expect
 
-    goto_page(page, "Train", timeout_ms=WAIT_MS)
+    _goto(page, "Train")
     settle(page, timeout_ms=WAIT_MS)
     page.get_by_role("button", name=re.compile(r"^D2L")).click()
     expect(page.get_by_text("What this lesson shows", exact=False)).to_be_visible(timeout=WAIT_MS)
@@ -120,7 +134,7 @@ def _train_two_runs(page) -> None:
 
 def _sweep(page) -> None:
     """A two-point sweep of factors k on the D2L form (4 epochs), so the Sweeps page has its chart."""
-    goto_page(page, "Sweeps", timeout_ms=WAIT_MS)
+    _goto(page, "Sweeps")
     settle(page, timeout_ms=WAIT_MS)
     box = page.get_by_role("textbox", name="Values", exact=True)
     box.fill("4, 8")
@@ -170,7 +184,7 @@ def test_every_page_reads_cleanly_at_800_1280_and_1920_px(server, browser):
     open_app(page, server, timeout_ms=WAIT_MS)
     _train_two_runs(page)
     _sweep(page)
-    goto_page(page, "Runs", timeout_ms=WAIT_MS)
+    _goto(page, "Runs")
     settle(page, timeout_ms=WAIT_MS)
     _choose_compare_runs(page)
 
@@ -178,7 +192,7 @@ def test_every_page_reads_cleanly_at_800_1280_and_1920_px(server, browser):
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": HEIGHT})
         for name in PAGES:
-            goto_page(page, name, timeout_ms=WAIT_MS)
+            _goto(page, name)
             tabs = page.locator('[data-testid="stMain"] [data-testid="stTab"]')
             settle(page, timeout_ms=WAIT_MS)
             labels = tabs.all_inner_texts() or [""]

@@ -9,6 +9,7 @@ factors. Numbers from :mod:`mfcore.inspect.views`, cached per run and movie.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -145,7 +146,7 @@ def every_user(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.Da
     text = c1.text_input("Look up a user id", key="movie_user_lookup", placeholder="e.g. 42")
     c2.download_button(
         f"Download all {len(every):,} users (CSV)", data=_csv(*key, item, every), on_click="ignore",
-        file_name=f"movie_{md(item)}_{sel.run_id}_users.csv".replace("\\", ""), mime="text/csv",
+        file_name=f"movie_{re.sub(r'[^A-Za-z0-9_-]', '_', str(item))}_{sel.run_id}_users.csv", mime="text/csv",
         icon=":material/download:", key="movie_users_csv",
         help="Every user: rank, id, predicted (clipped) and unclipped rating, their actual rating if they rated "
              "it, how many movies they rated, their bias and demographics.")

@@ -9,7 +9,8 @@ asserts:
 
 * no text of the main controls is cut off: headings, buttons, metric values and labels,
   selectbox values, tab labels, table headers (``scrollWidth <= clientWidth + 1``);
-* no plotly legend overlaps a chart's title, a subplot title or the modebar;
+* no plotly legend overlaps a chart's title, a subplot title or the modebar, and no title
+  sits under the modebar or on the plot;
 * no Streamlit exception and no error box.
 
 Fails (never skips) when chromium is missing; helpers in tests/browser_support.py.
@@ -65,7 +66,8 @@ CUT_OFF_JS = """() => {
 TO_TOP_JS = """() => document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], '
   + '[data-testid="stAppScrollToBottomContainer"], section').forEach(e => { e.scrollTop = 0; })"""
 
-# A plotly legend overlapping a title (the chart's or a subplot's) or the modebar.
+# A plotly legend overlapping a title (the chart's or a subplot's) or the modebar; a title
+# under the modebar or on the plot area.
 OVERLAP_JS = """() => {
   const boxes = (root, sel) => [...root.querySelectorAll(sel)].map(e => [e, e.getBoundingClientRect()])
     .filter(([e, r]) => r.width > 0 && r.height > 0);
@@ -79,10 +81,15 @@ OVERLAP_JS = """() => {
     const others = [...boxes(plot, '.gtitle').map(([e, r]) => ['title', e, r]),
       ...boxes(plot, '.annotation-text').map(([e, r]) => ['subplot title', e, r]),
       ...boxes(plot, '.modebar').map(([e, r]) => ['modebar', e, r])];
+    const name = `"${(plot.querySelector('.gtitle') || {}).textContent || '(untitled)'}"`;
     for (const [, l] of legends)
       for (const [kind, e, r] of others)
-        if (hit(l, r)) out.push(`legend over ${kind} "${(e.textContent || '').slice(0, 40)}" in `
-          + `"${(plot.querySelector('.gtitle') || {}).textContent || '(untitled)'}"`);
+        if (hit(l, r)) out.push(`legend over ${kind} "${(e.textContent || '').slice(0, 40)}" in ${name}`);
+    // the title itself: not under the modebar, not on the plot area
+    for (const [, t] of boxes(plot, '.gtitle'))
+      for (const [kind, r] of [...boxes(plot, '.modebar').map(([, r]) => ['modebar', r]),
+                               ...boxes(plot, '.nsewdrag').map(([, r]) => ['plot area', r])])
+        if (hit(t, r)) out.push(`title over the ${kind} in ${name}`);
   }
   return {charts, overlaps: out};
 }"""

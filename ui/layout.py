@@ -81,15 +81,18 @@ def chart_frame(fig: Any, *, top: int = 64) -> Any:
         return fig
     if fig.layout.showlegend is not False:
         fig.update_layout(legend=legend)
+    gap = TITLE_GAP_PX
     if fig.layout.title.text and wrap_title(fig.layout.title.text) != fig.layout.title.text:
         fig.update_layout(title_text=wrap_title(fig.layout.title.text))
         top += LINE_PX
+    if fig.layout.title.text and "<br>" in fig.layout.title.text:
+        gap += LINE_PX  # plotly anchors a title's first line: lift it by the second
     if fig.layout.annotations:  # subplot titles sit right above the plot area: the title stays at the top
         fig.update_layout(margin={"t": max(top + 20, int(fig.layout.margin.t or 0))})
     else:
         fig.update_layout(margin={"t": max(top, int(fig.layout.margin.t or 0))})
         if fig.layout.title.text:
-            fig.update_layout(title={"yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": TITLE_GAP_PX}})
+            fig.update_layout(title={"yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": gap}})
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(automargin=True)
     return fig
@@ -104,6 +107,7 @@ def _frame_dict(layout: dict[str, Any], legend: dict[str, Any], top: int) -> Non
     if isinstance(title, dict) and title.get("text") and wrap_title(title["text"]) != title["text"]:
         title["text"] = wrap_title(title["text"])
         top += LINE_PX
+    gap = TITLE_GAP_PX + (LINE_PX if isinstance(title, dict) and "<br>" in str(title.get("text", "")) else 0)
     margin = layout.setdefault("margin", {})
     margin["t"] = max(top, int(margin.get("t", 0)))
     if layout.get("annotations"):  # subplot titles sit right above the plot area: the title stays at the top
@@ -112,7 +116,7 @@ def _frame_dict(layout: dict[str, Any], legend: dict[str, Any], top: int) -> Non
     if isinstance(title, str):
         title = layout["title"] = {"text": title}
     if isinstance(title, dict) and title.get("text"):
-        title.update({"yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": TITLE_GAP_PX}})
+        title.update({"yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": gap}})
     for key in list(layout):
         if key.startswith(("xaxis", "yaxis")) and isinstance(layout[key], dict):
             layout[key].setdefault("automargin", True)

@@ -38,3 +38,10 @@ def plotly_array(value) -> np.ndarray:
         shape = value.get("shape")
         return out.reshape([int(v) for v in str(shape).split(",")]) if shape else out
     return np.asarray(value, dtype=object)
+
+
+def reader_text(elements) -> str:
+    """Elements' text as a reader sees it: Markdown escapes removed (``bad\\.csv`` reads ``bad.csv``)."""
+    import re
+
+    return "\n".join(re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements)

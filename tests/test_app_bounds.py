@@ -5,6 +5,7 @@ from disk (a link into ``static/downloads/``, never the bytes in the server's me
 
 from __future__ import annotations
 
+
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from mfcore.config import ModelConfig, TrainConfig
 from mfcore.limits import MAX_EXTRACT_BYTES, MAX_LINE_BYTES
 from mfcore.runs.store import RunStore
+from tests.app_support import reader_text
 from ui import downloads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +47,7 @@ def start(page: str | None = None) -> AppTest:
 
 
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return reader_text(elements)
 
 
 def files_in(folder: Path) -> list[Path]:

@@ -6,6 +6,7 @@ at a closed local port, so nothing here can reach the internet or touch ~/.cache
 
 from __future__ import annotations
 
+
 import io
 import re
 import zipfile
@@ -17,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from mfcore.data.sources import load_dataset
 from mfcore.errors import ConfigError, DataError, DatasetNotFoundError, DownloadError, UnsafeArchiveError
+from tests.app_support import reader_text
 from ui import column_mapping, data_charts, data_sources, data_split, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +48,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def texts(elements) -> str:
-    """The elements' text as a reader sees it (Markdown escapes removed: ``bad\\.csv`` reads ``bad.csv``)."""
-    return "\n".join(re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements)
+    return reader_text(elements)
 
 
 def assert_no_cli_flags(at: AppTest) -> None:

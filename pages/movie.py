@@ -19,6 +19,7 @@ import streamlit as st
 from mfcore.inspect import projection as proj
 from mfcore.inspect import views
 from ui import inspect_charts as charts
+from ui.layout import chart_frame
 from ui.selection import SelectedRun, selected_run
 from ui.text import md
 
@@ -93,6 +94,7 @@ def pick_movie(sel: SelectedRun, table: pd.DataFrame) -> Any | None:
     return item.item() if isinstance(item, np.generic) else item
 
 
+NOT_RATED = "–"  # what the user tables show for a user who did not rate the movie (not "None")
 USER_COLUMNS = {
     "rank": st.column_config.NumberColumn("#", format="%d", help="Rank by the unclipped prediction (1 = likes it most)"),
     "predicted": st.column_config.NumberColumn("predicted", format="%.2f",
@@ -100,7 +102,7 @@ USER_COLUMNS = {
     "unclipped": st.column_config.NumberColumn("unclipped", format="%.2f",
                                                help="Before clipping to the rating scale: users whose predictions "
                                                     "all clip to the top are ranked by this"),
-    "actual": st.column_config.NumberColumn("their rating", format="%g", help="Empty: they did not rate it"),
+    "actual": st.column_config.NumberColumn("their rating", format="%g", help=f"{NOT_RATED}: they did not rate it"),
     "bias": st.column_config.NumberColumn("user bias", format="%+.3f"),
     "ratings": st.column_config.NumberColumn("ratings", format="%d", help="How many movies they rated"),
     "user": st.column_config.NumberColumn("user", format="%d"),
@@ -127,15 +129,16 @@ def users_table(frame: pd.DataFrame, demo: list[str]) -> pd.DataFrame:
 
 def predicted_vs_actual(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
                         movie: dict[str, Any]) -> None:
-    st.plotly_chart(charts.rating_distributions(movie["predicted"], movie["actual"], sel.data.rating_scale),
-                    key="movie_hist")
+    st.plotly_chart(chart_frame(charts.rating_distributions(movie["predicted"], movie["actual"],
+                                                            sel.data.rating_scale)), key="movie_hist")
     demo = [c for c in ("age", "gender", "occupation") if c in movie["top"].columns]
     left, right = st.columns(2)
     left.markdown("**Predicted to like it most** (ranked by the unclipped prediction)")
-    left.dataframe(users_table(movie["top"], demo), hide_index=True, column_config=USER_COLUMNS, key="movie_top")
+    left.dataframe(users_table(movie["top"], demo), hide_index=True, column_config=USER_COLUMNS,
+                   placeholder=NOT_RATED, key="movie_top")
     right.markdown("**Predicted to like it least**")
     right.dataframe(users_table(movie["bottom"], demo), hide_index=True, column_config=USER_COLUMNS,
-                    key="movie_bottom")
+                    placeholder=NOT_RATED, key="movie_bottom")
 
 
 def every_user(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.DataFrame,
@@ -162,8 +165,10 @@ def every_user(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.Da
             st.success(f"User {md(row['user'])}{f' ({demo})' if demo else ''}: predicted **{row['predicted']:.2f}** "
                        f"(unclipped {row['unclipped']:.2f}), rank {int(row['rank']):,} of {len(every):,}; {rated}.",
                        icon=":material/person_search:")
-            st.dataframe(hit, hide_index=True, column_config=USER_COLUMNS, key="movie_user_hit")
-    st.dataframe(every, hide_index=True, column_config=USER_COLUMNS, key="movie_every_user", height=420)
+            st.dataframe(hit, hide_index=True, column_config=USER_COLUMNS, placeholder=NOT_RATED,
+                         key="movie_user_hit")
+    st.dataframe(every, hide_index=True, column_config=USER_COLUMNS, placeholder=NOT_RATED,
+                 key="movie_every_user", height=420)
     st.caption(f"All {len(every):,} users, ranked by the unclipped prediction. Click a column header to sort; the "
                "table's search (magnifier, top right) finds any value.")
 
@@ -182,7 +187,7 @@ def demographics(sel: SelectedRun, key: tuple[str, float], item: Any, table: pd.
     options = [column for column, _ in GROUPS if column in groups]
     column = st.segmented_control("Group users by", options, format_func=names.get, default=options[0],
                                   key=GROUP_KEY, required=True) or options[0]
-    st.plotly_chart(charts.group_spread(groups[column], names[column], sel.data.rating_scale),
+    st.plotly_chart(chart_frame(charts.group_spread(groups[column], names[column], sel.data.rating_scale)),
                     key=f"movie_group_{column}")
 
 

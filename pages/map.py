@@ -22,6 +22,7 @@ from mfcore.inspect import projection as proj
 from mfcore.inspect import views
 from mfcore.training.snapshots import snapshot_epochs
 from ui import map_charts as charts
+from ui.layout import chart_frame
 from ui.selection import SelectedRun, selected_run
 from ui.text import md
 
@@ -153,8 +154,8 @@ def _map_view(run_id: str, stamp: float, what: str, method: str, seed: int, cap:
                  "points close here can still differ along the other directions.")
     else:
         note += " t-SNE/UMAP keep who is near whom; the distance between far groups and the axes mean nothing."
-    fig = charts.map_figure(points, colour, colours=WHAT[what][1], axes=axes, neighbours=neighbours, focus=focus,
-                            title=f"{label} of the {k}-factor {what[:-1]} vectors")
+    fig = chart_frame(charts.map_figure(points, colour, colours=WHAT[what][1], axes=axes, neighbours=neighbours,
+                                        focus=focus, title=f"{label} of the {k}-factor {what[:-1]} vectors"))
     return {"fig": fig, "points": points, "sim": sim, "missing": missing, "note": note}
 
 
@@ -166,7 +167,8 @@ def _animation(run_id: str, stamp: float, what: str, colour: str, _sel: Selected
     every = epochs == list(range(1, len(epochs) + 1))
     title = (f"The {what[:-1]} vectors after each of {len(frames)} epochs (PCA)" if every else
              f"The {what[:-1]} vectors at {len(frames)} of the run's {epochs[-1]} epochs (PCA)")
-    fig = charts.animation_figure(frames, points, colour, colours=WHAT[what][1], epochs=epochs, title=title)
+    fig = chart_frame(charts.animation_figure(frames, points, colour, colours=WHAT[what][1], epochs=epochs,
+                                              title=title))
     return {"fig": fig, "drawn": len(rows), "total": len(table), "epochs": epochs, "every": every}
 
 
@@ -177,11 +179,11 @@ def _planted_figures(run_id: str, stamp: float, colour: str, _sel: SelectedRun):
     ev = res["planted_ev"]
     planted = table.assign(x=res["planted"][:, 0], y=res["planted"][:, 1])
     learned = table.assign(x=res["learned"][:, 0], y=res["learned"][:, 1])
-    return (charts.map_figure(planted, colour, title=f"Planted rank-{res['rank']} movie factors (PCA)",
-                              axes=(f"PC1 ({100 * ev[0]:.0f}%)", f"PC2 ({100 * ev[1]:.0f}%)"), height=460,
-                              legend=False),
-            charts.map_figure(learned, colour, title="Learned movie factors (PCA, turned onto the planted)",
-                              axes=("", ""), height=460, legend=False))
+    return (chart_frame(charts.map_figure(planted, colour, title=f"Planted rank-{res['rank']} movie factors (PCA)",
+                                          axes=(f"PC1 ({100 * ev[0]:.0f}%)", f"PC2 ({100 * ev[1]:.0f}%)"),
+                                          height=460, legend=False)),
+            chart_frame(charts.map_figure(learned, colour, title="Learned movie factors (PCA, turned onto the planted)",
+                                          axes=("", ""), height=460, legend=False)))
 
 
 def _csv(points: pd.DataFrame, id_name: str, method: str) -> bytes:
@@ -345,7 +347,7 @@ def planted_vs_learned(sel: SelectedRun, key: tuple[str, float], colour: str) ->
     curve = res["curve"]
     n_items = len(_items(*key, sel))
     if len(curve):
-        st.plotly_chart(charts.recovery_figure(curve, baseline=math.sqrt(res["rank"] / max(1, n_items))),
+        st.plotly_chart(chart_frame(charts.recovery_figure(curve, baseline=math.sqrt(res["rank"] / max(1, n_items)))),
                         key="map_recovery")
     st.markdown("**Recovery** is the mean cosine of the angles between the space the learned factors span and the "
                 "space the planted ones span: 1 means the model found the planted taste directions exactly (up to a "

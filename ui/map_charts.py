@@ -232,6 +232,10 @@ def map_figure(points: pd.DataFrame, colour: str, *, colours: dict[str, tuple[st
 
 
 # ----------------------------------------------------------------------------- watch it learn
+BUTTONS_PAD_PX = 55  # from the plot's bottom edge to Play/Pause: room for the x axis' ticks and title
+SLIDER_PAD_PX = BUTTONS_PAD_PX + 40  # ... and to the epoch slider, under the buttons
+
+
 def animation_figure(frames: Sequence[np.ndarray], points: pd.DataFrame, colour: str, *,
                      colours: dict[str, tuple[str, str]] = ITEM_COLOURS, epochs: Sequence[int] | None = None,
                      title: str = "", height: int = 620, frame_ms: int = 700) -> go.Figure:
@@ -258,10 +262,11 @@ def animation_figure(frames: Sequence[np.ndarray], points: pd.DataFrame, colour:
     ]
     step_args = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=250))
     fig.update_layout(
-        # Play/Pause above the plot on the left, the epoch slider under the x axis.
+        # Play/Pause under the x axis on the left, the epoch slider below them: the space above the
+        # plot is the title's (ui.layout.chart_frame puts it there, clear of plotly's toolbar).
         updatemenus=[dict(
-            type="buttons", direction="left", x=0.0, y=1.0, xanchor="left", yanchor="bottom", showactive=False,
-            pad=dict(r=6, b=6),
+            type="buttons", direction="left", x=0.0, y=0.0, xanchor="left", yanchor="top", showactive=False,
+            pad=dict(t=BUTTONS_PAD_PX, r=6),
             buttons=[
                 dict(label="▶ Play", method="animate",
                      args=[None, dict(frame=dict(duration=frame_ms, redraw=False), fromcurrent=True,
@@ -272,14 +277,14 @@ def animation_figure(frames: Sequence[np.ndarray], points: pd.DataFrame, colour:
             ],
         )],
         sliders=[dict(
-            active=0, x=0.0, len=1.0, y=0.0, yanchor="top", pad=dict(t=55, b=0),
+            active=0, x=0.0, len=1.0, y=0.0, yanchor="top", pad=dict(t=SLIDER_PAD_PX, b=0),
             currentvalue=dict(prefix="epoch ", visible=True, xanchor="right", font=dict(size=14)),
             steps=[dict(label=str(ep), method="animate", args=[[str(ep)], step_args]) for ep in epochs],
         )],
     )
     xr, yr = _ranges(frames)
     _layout(fig, title, height, ("PC1 (aligned)", "PC2 (aligned)"), legend=kind == "category")
-    fig.update_layout(margin=dict(l=10, r=10, t=90, b=120), title=dict(y=0.98, yanchor="top"))
+    fig.update_layout(margin=dict(l=10, r=10, t=50, b=SLIDER_PAD_PX + 90))
     fig.update_xaxes(range=xr, autorange=False)
     fig.update_yaxes(range=yr, autorange=False)
     return fig

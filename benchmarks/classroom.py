@@ -377,7 +377,7 @@ def main() -> None:
                 for x in sessions:
                     x.clicked = time.perf_counter() - t_launch
                     busy = active() if args.scenario == "different" else 0
-                    x.page.get_by_role("button", name="Launch").click()
+                    x.page.get_by_role("button", name="Launch", exact=True).click()
                     if args.scenario == "different":  # its own live view, while the others' runs train
                         epoch_visible(x.page)
                         x.nav.append(("launch", (time.perf_counter() - t_launch - x.clicked) * 1000, busy))
@@ -432,7 +432,7 @@ def time_first_epochs(session: Session, repeats: int) -> list[float]:
         set_input(page, "Run label", f"first-epoch-{k}", timeout_ms=WAIT_MS[0])
         page.wait_for_timeout(500)
         t0 = time.perf_counter()
-        page.get_by_role("button", name="Launch").click()
+        page.get_by_role("button", name="Launch", exact=True).click()
         with screenshot_on_failure(session, SHOTS[0], "failed-first-epoch", "no live epoch after Launch"):
             # This run's live view (its title), then its chart's first point.
             page.get_by_role("heading", name=re.compile(f"first-epoch-{k}$")).wait_for(timeout=WAIT_MS[0])

@@ -103,7 +103,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     expect(preset_info).to_be_visible(timeout=15_000)
     set_input(page, "Epochs", 40)
     set_input(page, "Run label", "browser run")
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
 
     expect(metric(page, "Epoch")).to_be_visible(timeout=30_000)
     page.wait_for_function(f"({POINTS_JS})() >= 1", timeout=60_000)
@@ -141,7 +141,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     # A second, long run, stopped from the page.
     set_input(page, "Epochs", 300)
     set_input(page, "Run label", "to be stopped")
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible(timeout=30_000)
     page.wait_for_function(f"({POINTS_JS})() >= 1", timeout=60_000)

@@ -68,7 +68,7 @@ def _launch(page, label: str, epochs: int) -> None:
 
     set_input(page, "Epochs", epochs)
     set_input(page, "Run label", label)
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(re.escape(label)))).to_be_visible(timeout=WAIT_MS)
 
 
@@ -160,7 +160,7 @@ def test_a_class_in_two_browser_contexts(server, browser, runs_dir):
 
     # Alice rates a movie of her run's data ("Rate movies yourself").
     goto_page(alice, "Rate movies yourself", timeout_ms=WAIT_MS)
-    expect(alice.get_by_text("No ratings yet")).to_be_visible(timeout=WAIT_MS)
+    expect(alice.get_by_text("Your ratings (0)")).to_be_visible(timeout=WAIT_MS)
     type_into(alice, "Find a movie to rate", "Synthetic item 1")
     matches = alice.get_by_role("combobox", name=re.compile(r"\d+ match"))
     expect(matches).to_have_value(re.compile("Synthetic item 1"), timeout=WAIT_MS)

@@ -191,7 +191,7 @@ def test_markup_from_the_data_is_shown_as_text_and_fetches_nothing(server, brows
     goto_page(page, "Train", timeout_ms=WAIT_MS)
     set_input(page, "Epochs", 5, timeout_ms=WAIT_MS)
     set_input(page, "Run label", LABEL, timeout_ms=WAIT_MS)
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     expect(page.get_by_role("heading", name=LABEL, exact=False)).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_text("finished", exact=False).first).to_be_visible(timeout=WAIT_MS)
     _page_done(page, requests, "2-train")

@@ -130,7 +130,7 @@ def _train_two_runs(page) -> None:
     page.get_by_role("button", name=re.compile(r"^D2L")).click()
     expect(page.get_by_text("What this lesson shows", exact=False)).to_be_visible(timeout=WAIT_MS)
     set_input(page, "Epochs", 4, timeout_ms=WAIT_MS)
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     compare = page.get_by_role("button", name="Compare with the tuned default")
     expect(compare).to_be_visible(timeout=WAIT_MS)
     compare.click()

@@ -36,7 +36,7 @@ def test_stopping_the_server_during_a_run_interrupts_it_cleanly(browser, tmp_pat
         goto_page(page, "Train", timeout_ms=WAIT_MS)
         set_input(page, "Epochs", 3000)
         set_input(page, "Run label", "cut short")
-        page.get_by_role("button", name="Launch").click()
+        page.get_by_role("button", name="Launch", exact=True).click()
         expect(metric(page, "Epoch")).to_have_text(re.compile(r"^([3-9]|\d\d+)/3000"), timeout=WAIT_MS)
         # A checkpoint exists once ten seconds have passed after an epoch.
         store = RunStore(runs_dir)

@@ -20,7 +20,7 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     dataset: str
-    """The data its source used (a spec for ``load_dataset``; the CLI's default for ``--preset``)."""
+    """The data its source used (a spec for ``load_dataset``; the CLI's default data for this preset)."""
     split: str
     """The split its source used."""
     reference: str

@@ -189,7 +189,7 @@ def test_a_stop_before_the_job_starts_ends_it_cancelled(executor):
 
 def test_a_cuda_run_is_refused_without_a_gpu_worker_and_placed_only_on_one(cluster, client, executor):
     cuda = spec("gpu", dataset=TINY, device="cuda")
-    with pytest.raises(ClusterError, match=r"asks for device 'cuda' but no worker .* has a GPU.*--resources GPU=1"):
+    with pytest.raises(ClusterError, match=r"asks for device 'cuda' but no worker .* has a GPU.*resource GPU=1"):
         executor.check(cuda)
     # A third worker that says it has a GPU (this machine has none), started like scripts/cluster.sh does.
     worker = subprocess.Popen(

@@ -215,13 +215,13 @@ class DaskExecutor:
         except Exception as exc:  # noqa: BLE001
             raise SchedulerUnreachableError(self._unreachable(one_line(exc)), address=self.address) from None
         if not workers:
-            raise ClusterError(f"the Dask scheduler at {self.address} has no workers; start one with "
-                               f"`dask worker {self.address} --nthreads 1`")
+            raise ClusterError(f"the Dask scheduler at {self.address} has no workers; start one there "
+                               "(the README's Cluster section shows the command)")
         if spec.wants_gpu and not any(_gpus(w) >= 1 for w in workers.values()):
             raise ClusterError(
                 f"this run asks for device {spec.runtime.get('device')!r} but no worker of the Dask cluster at "
-                f"{self.address} has a GPU; start one on a GPU machine with "
-                f"`dask worker {self.address} --nthreads 1 --resources GPU=1`, or choose device auto or cpu")
+                f"{self.address} has a GPU; add a worker on a GPU machine with the resource GPU=1 (the README's "
+                "Cluster section shows the command), or choose device auto or cpu")
 
     def execute(self, spec: JobSpec, emit: Callable[[Any], None], cancel: CancelToken) -> None:
         from distributed import Event, Queue

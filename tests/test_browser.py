@@ -126,7 +126,7 @@ def test_train_watch_switch_pages_and_stop_in_a_real_browser(server, browser):
     goto_page(page, "Train")
     expect(metric(page, "Epoch")).to_be_visible(timeout=30_000)
     # "Finished: test RMSE ..." or, for a run worse than a baseline, "Finished worse than ...: test RMSE ..."
-    expect(page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(r"^Finished.*test RMSE"))
+    expect(page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(r"Finished.*test RMSE"))
            ).to_be_visible(timeout=240_000)
     expect(metric(page, "Epoch")).to_have_text("40/40")
     assert page.evaluate(POINTS_JS) == 40

@@ -2,7 +2,7 @@
 
     python benchmarks/classroom.py --scenario identical --sessions 30                  # (a)
     python benchmarks/classroom.py --scenario different --sessions 30                  # (b)
-    python benchmarks/classroom.py --scenario different --sessions 30 --dask-workers 2 # (b) on a cluster
+    python benchmarks/classroom.py --scenario different --sessions 30 --dask-workers 2 # (b), LocalCluster on 127.0.0.1
     python benchmarks/classroom.py --scenario first-epoch                              # Launch -> first epoch
 
 Starts ``streamlit run app.py`` on a free port of 127.0.0.1 with a fresh runs folder (and,
@@ -279,7 +279,7 @@ def start_cluster(workers: int):
 
     from mfcore.runs.dask_executor import warm_up
 
-    with Client(cluster) as client:  # what `dask worker --preload mfcore.runs.dask_executor` does
+    with Client(cluster) as client:  # what the preload does for workers of scripts/cluster.sh (127.0.0.1)
         client.run(warm_up)
     return cluster
 
@@ -306,7 +306,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="Train->Runs->Train navigations per session")
     parser.add_argument("--repeats", type=int, default=3, help="first-epoch: launches timed")
     parser.add_argument("--dask-workers", type=int, default=0,
-                        help="run jobs on a local Dask cluster of this many single-thread workers (0 = local threads)")
+                        help="run jobs on a Dask LocalCluster on 127.0.0.1 of this many single-thread workers (0 = local threads)")
     parser.add_argument("--max-jobs", type=int, default=0, help="MFSTUDIO_MAX_JOBS of the server (0 = its default)")
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the tree to run the app from (default: this one)")
     parser.add_argument("--viewport", default="1280x720")

@@ -97,7 +97,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    with Client(cluster.scheduler_address, set_as_default=False) as c:
+    with Client(cluster.scheduler_address, set_as_default=False) as c:  # the loopback cluster (tcp://127.0.0.1)
         yield c
 
 

@@ -585,7 +585,8 @@ def warm_up() -> float:
 
 
 def dask_setup(worker: Any) -> None:
-    """``dask worker --preload mfcore.runs.dask_executor``: warm the worker up in the background at start."""
+    """Dask's preload hook (a worker started with this module as its preload, bound to 127.0.0.1 in
+    ``scripts/cluster.sh``): warm the worker up in the background at start."""
     threading.Thread(target=_warm_up_quietly, name="mfstudio-warm-up", daemon=True).start()
 
 

@@ -87,7 +87,7 @@ def runs_table(runs: list, me: str) -> pd.DataFrame:
             "global mean": _num((r.baselines or {}).get("global_mean_rmse")),
             "epochs": f"{r.epochs_done}/{r.epochs_planned}",
             "device": r.device,
-            "where": r.placement or "–",
+            "where": {"local": "this server", "": "–"}.get(r.placement, r.placement),
             "same as": r.shared_from or "",
             "created": _created(r.created_at),
             "run id": r.id,

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from mfcore.errors import MFError
-from ui import downloads, identity, jobs, state
+from ui import downloads, identity, jobs, run_actions, state
 from ui.datasets import describe_spec
 from ui.run_charts import overlay
 from ui.text import md
@@ -180,39 +180,11 @@ def _delete(run_id: str) -> None:
     st.session_state[NOTE] = ("success", f"Deleted run `{run_id}`.")
 
 
-def _stop(run_id: str) -> None:
-    try:
-        jobs.get_runner().stop(run_id, identity.actor())
-    except MFError as exc:
-        st.session_state[NOTE] = ("error", md(exc))
-
-
 def _rename(run_id: str, key: str) -> None:
     try:
         jobs.get_runner().rename(run_id, st.session_state.get(key, ""), identity.actor())
     except MFError as exc:
         st.session_state[NOTE] = ("error", md(exc))
-
-
-def _resume(run_id: str) -> None:
-    try:
-        jobs.get_runner().resume(run_id, identity.actor())
-    except MFError as exc:
-        st.session_state[NOTE] = ("error", md(exc))
-        return
-    state.put(state.ACTIVE_RUN, run_id)
-    st.session_state[NOTE] = ("success", f"Run `{run_id}` is queued to go on from its last checkpoint.")
-
-
-def _relaunch(run_id: str) -> None:
-    try:
-        new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
-    except MFError as exc:
-        st.session_state[NOTE] = ("error", md(exc))
-        return
-    state.put(state.ACTIVE_RUN, new_id)
-    state.put(state.SELECTED_RUN, new_id)
-    st.session_state[NOTE] = ("success", f"Queued run `{new_id}` with the same settings; follow it on the Train page.")
 
 
 def _follow(run_id: str) -> None:
@@ -333,15 +305,15 @@ def detail_section(runs: list, labels: dict[str, str]) -> None:
     active = jobs.is_active(run.status)
     with c3:
         if active and may_change:
-            st.button("Stop", key=f"runs_stop_{run.id}", on_click=_stop, args=(run.id,), icon=":material/stop:")
+            st.button("Stop", key=f"runs_stop_{run.id}", on_click=run_actions.stop, args=(run.id, NOTE), icon=":material/stop:")
         elif state.get(state.ACTIVE_RUN) == run.id and TRAIN_PAGE.is_file():
             st.page_link("pages/train.py", label="Follow on Train", icon=":material/model_training:")
         elif not active:
-            st.button("Launch again", key=f"runs_relaunch_{run.id}", on_click=_relaunch, args=(run.id,),
+            st.button("Launch again", key=f"runs_relaunch_{run.id}", on_click=run_actions.relaunch, args=(run.id, NOTE),
                       icon=":material/replay:", help="A new run of yours with this run's data, split and settings.")
             resumable = run.status in ("interrupted", "stopped") and run.epochs_done < run.epochs_planned
             if may_change and resumable and run.checkpoint_path:
-                st.button("Resume", key=f"runs_resume_{run.id}", on_click=_resume, args=(run.id,),
+                st.button("Resume", key=f"runs_resume_{run.id}", on_click=run_actions.resume, args=(run.id, NOTE),
                           icon=":material/play_circle:", help="Go on from its last checkpoint to the planned epochs.")
     with c4:
         if may_change:

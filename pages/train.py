@@ -15,7 +15,7 @@ import streamlit as st
 from mfcore.errors import MFError
 from mfcore.presets import PRESETS
 from mfcore.training.steppers import updates_every_row
-from ui import identity, jobs, projector, state, train_form
+from ui import identity, jobs, projector, run_actions, state, train_form
 from ui.datasets import describe_spec, table_rows
 from ui.run_charts import learning_curve, outcome, overlay, throughput, worse_advice
 from ui.text import md
@@ -58,44 +58,11 @@ def _launch() -> None:
     except MFError as exc:  # RunnerError (queue full, no GPU worker), ConfigError from the request
         st.session_state[LAUNCH_NOTE] = ("error", md(exc))
         return
-    _follow(run_id)
+    run_actions.follow(run_id)
     snap = jobs.wait_for_first_epoch(run_id, FIRST_EPOCH_WAIT_S)
     shared = f" It shares the computation of run `{snap.shared_from}` (identical settings)." \
         if snap is not None and snap.shared_from else ""
     st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{run_id}`.{shared}")
-
-
-def _follow(run_id: str) -> None:
-    """Make ``run_id`` the run the live view follows (and the one the inspection pages show)."""
-    state.put(state.ACTIVE_RUN, run_id)
-    state.put(state.SELECTED_RUN, run_id)
-
-
-def _stop(run_id: str) -> None:
-    try:
-        jobs.get_runner().stop(run_id, identity.actor())
-    except MFError as exc:
-        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
-
-
-def _resume(run_id: str) -> None:
-    try:
-        jobs.get_runner().resume(run_id, identity.actor())
-    except MFError as exc:
-        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
-        return
-    _follow(run_id)
-    st.session_state[LAUNCH_NOTE] = ("success", f"Run `{run_id}` is queued to go on from its last checkpoint.")
-
-
-def _relaunch(run_id: str) -> None:
-    try:
-        new_id = jobs.get_runner().relaunch(run_id, identity.actor(), owner_name=identity.current().name)
-    except MFError as exc:
-        st.session_state[LAUNCH_NOTE] = ("error", md(exc))
-        return
-    _follow(new_id)
-    st.session_state[LAUNCH_NOTE] = ("success", f"Queued run `{new_id}` with the same settings.")
 
 
 # ---------------------------------------------------------------------------- the page
@@ -251,7 +218,8 @@ def draw_run(snap, live: bool) -> None:
         st.subheader(f"{jobs.status_text(snap.status)} · {md(title)}", anchor=False)
     with h2:
         may_stop = identity.actor().may_change(snap.owner)
-        st.button("Stop", key=f"stop_{snap.run_id}", on_click=_stop, args=(snap.run_id,), icon=":material/stop:",
+        st.button("Stop", key=f"stop_{snap.run_id}", on_click=run_actions.stop, args=(snap.run_id, LAUNCH_NOTE),
+                  icon=":material/stop:",
                   disabled=not (live and may_stop), width="stretch",
                   help="Ends the run after the current batch; the completed epochs are kept." if may_stop
                   else f"{md(snap.owner_name)}'s run: only they (or the teacher) can stop it.")
@@ -325,12 +293,13 @@ def status_slot(snap, rmse: float | None, base: float | None) -> None:
                         "at least one epoch completed.", icon=":material/stop_circle:")
             if identity.actor().may_change(snap.owner):
                 b1, b2, _ = st.columns([1, 1, 2])
-                b1.button("Resume", key=f"resume_{snap.run_id}", on_click=_resume, args=(snap.run_id,),
+                b1.button("Resume", key=f"resume_{snap.run_id}", on_click=run_actions.resume,
+                          args=(snap.run_id, LAUNCH_NOTE),
                           icon=":material/play_circle:",
                           disabled=not snap.checkpoint_path or snap.epochs_done >= snap.epochs_planned,
                           help="Go on from its last checkpoint to the planned epochs (this run, in place).")
-                b2.button("Launch it again", key=f"relaunch_{snap.run_id}", on_click=_relaunch,
-                          args=(snap.run_id,), icon=":material/replay:",
+                b2.button("Launch it again", key=f"relaunch_{snap.run_id}", on_click=run_actions.relaunch,
+                          args=(snap.run_id, LAUNCH_NOTE), icon=":material/replay:",
                           help="A new run with the same data, split and settings.")
     elif snap.status == "finished":
         gm = (snap.baselines or {}).get("global_mean_rmse")

@@ -7,6 +7,7 @@ nothing is written (``--save`` happens only after a successful run).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -118,6 +119,14 @@ def error_line(exc: MFError) -> str:
     return str(exc)
 
 
+def _collect_again() -> None:
+    """Turn the cyclic garbage collector back on (``python -m mfcore`` starts without it), the
+    objects of the imports frozen first so that no collection walks them again."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from mfcore.config import RuntimeOptions
     from mfcore.data.sources import load_dataset
@@ -146,6 +155,7 @@ def _train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         progress=None if args.json else _download_progress(err),
     )
     split = make_split(data, split_spec, seed)
+    _collect_again()
     from mfcore.limits import check_run
 
     check_run(data.n_users, data.n_items, split.n_train, model_config, train_config)  # bounded work and checkpoint

@@ -23,4 +23,7 @@ ensure_env() {
     if [ "$status" != 0 ]; then echo "pip install -r $reqs failed (exit $status)" >&2; exit "$status"; fi
     touch "$stamp"
   fi
+  # The default preset's kernels compiled ahead of time for this CPU (a few seconds, once;
+  # a no-op while they match the sources): a fresh process then trains without starting numba.
+  (cd "$ROOT" && "$VENV/bin/python" -m mfcore.training.aot --if-stale)
 }

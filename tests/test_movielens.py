@@ -12,6 +12,7 @@ import pytest
 
 from mfcore.data._readers import DoubleColonToTab, drop_duplicate_pairs
 from mfcore.data.movielens import detect_layout, load_movielens
+from mfcore.data.splits import make_split
 from mfcore.errors import DataError
 
 
@@ -260,8 +261,10 @@ def test_split_pair_not_in_u_data(tmp_path: Path) -> None:
     write(root / "u.data", "1\t1\t3\t4\n1\t2\t3\t4\n")
     write(root / "u1.base", "1\t1\t3\t4\n")
     write(root / "u1.test", "1\t2\t3\t4\n2\t2\t3\t4\n")
+    data = load_movielens(root)  # the official splits are read when one is asked for
+    assert list(data.predefined_splits) == ["u1"]
     with pytest.raises(DataError, match=r"u1.test, line 2: \(user 2, item 2\) is not in u.data"):
-        load_movielens(root)
+        make_split(data, "u1", 0)
 
 
 def test_movies_dat_title_may_contain_separator(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ and returns raw ids; the dense indices are an implementation detail of training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ class RatingData:
     items: pd.DataFrame
     users: pd.DataFrame | None = None
     # name -> (train row indices, test row indices), e.g. ml-100k's u1..u5, ua, ub
-    predefined_splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    predefined_splits: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # synthetic data only: the planted truth ({"user_factors", "item_factors", ...})
     truth: dict[str, np.ndarray] | None = None
     source: str = ""  # a plain description: "MovieLens ml-100k from <path>", "ratings file <path> (...)"

@@ -22,131 +22,21 @@ and the error-weighted item sum live in four preallocated rows, and the rows of 
 next ratings are prefetched. On the CPU the item factors and both biases are the
 model's own storage (updated in place, no copies) and the fold writes the model's user
 factors in place; on other devices the stepper works on CPU copies and publishes them.
-Measurements: ``benchmarks/NOTES.md`` (section 9).
+The compiled loops are in :mod:`mfcore.training.implicit_kernels`, called through
+:func:`mfcore.training.aot.kernels` (their ahead-of-time build where it matches).
+Measurements: ``benchmarks/NOTES.md`` (sections 9 and 12).
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-import numba
 import numpy as np
 import torch
 
 from mfcore.config import TrainConfig
 from mfcore.model import MFModel
-from mfcore.training.kernels import FASTMATH, _draw, prefetch
-
-PREFETCH_AHEAD = 4
-"""Ratings ahead (within a user) whose item rows the pass prefetches."""
-
-
-@numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
-def _users_pass(users_order, indptr, items, ratings, P, Q, Y, bu, bi, g, lr, l2, l2b, l2y, wu, wi, wy,
-                use_bias, seed, work):  # pragma: no cover - compiled
-    """One slice of the user order; returns the summed squared error (each rating's
-    error measured before its own update). ``work``: a (4, k) float32 scratch array."""
-    k = P.shape[1]
-    z = work[0]    # z_u = p_u + c, moving with p_u (p_u itself is z_u - c: not kept)
-    cr = work[1]   # lr l2 w_u c: the part of p_u's L2 step that z_u's own shrinking leaves out
-    c = work[2]    # |N(u)|^-½ Σ y_j (fixed during the user's ratings)
-    acc = work[3]  # Σ e q_i, then lr |N(u)|^-½ Σ e q_i
-    sq = 0.0
-    state = np.uint64(seed)
-    for a in users_order:
-        s0 = indptr[a]
-        s1 = indptr[a + 1]
-        n = s1 - s0
-        if n == 0:
-            continue
-        # This epoch's order of the user's ratings: Fisher-Yates of the records in place.
-        for t in range(s1 - 1, s0, -1):
-            state, m = _draw(state, np.uint64(t - s0 + 1))
-            j = s0 + np.int64(m >> np.uint64(32))
-            it = items[t]
-            items[t] = items[j]
-            items[j] = it
-            rt = ratings[t]
-            ratings[t] = ratings[j]
-            ratings[j] = rt
-        s = np.float32(1.0 / np.sqrt(n))
-        for f in range(k):
-            c[f] = 0.0
-            acc[f] = 0.0
-        for t in range(s0, s1):
-            y = Y[items[t]]
-            for f in range(k):
-                c[f] += y[f]
-        pa = P[a]
-        shrink_p = lr * l2 * wu[a]
-        for f in range(k):
-            c[f] *= s
-            z[f] = pa[f] + c[f]
-            cr[f] = shrink_p * c[f]
-        keep_z = np.float32(1.0) - shrink_p
-        rbu = l2b * wu[a]
-        bua = bu[a, 0]
-        for t in range(s0, s1):
-            if t + PREFETCH_AHEAD < s1:
-                ahead = Q[items[t + PREFETCH_AHEAD]]
-                for f in range(0, k, 16):
-                    prefetch(ahead, f)
-            b = items[t]
-            q = Q[b]
-            dot = np.float32(0.0)
-            for f in range(k):
-                dot += z[f] * q[f]
-            pred = g + dot
-            if use_bias:
-                pred += bua + bi[b, 0]
-            e = ratings[t] - pred
-            sq += e * e
-            if use_bias:
-                bua += lr * (e - rbu * bua)
-                bi[b, 0] += lr * (e - l2b * wi[b] * bi[b, 0])
-            # q_i += lr (e z_u - l2 w_i q_i);  z_u += lr (e q_i - l2 w_u p_u) with p_u = z_u - c
-            keep_q = np.float32(1.0) - lr * l2 * wi[b]
-            step = lr * e
-            for f in range(k):
-                qf = q[f]
-                zf = z[f]
-                q[f] = qf * keep_q + step * zf
-                z[f] = zf * keep_z + step * qf + cr[f]
-                acc[f] += e * qf
-        if use_bias:
-            bu[a, 0] = bua
-        for f in range(k):
-            pa[f] = z[f] - c[f]
-            acc[f] *= lr * s
-        shrink = lr * l2y * n
-        for t in range(s0, s1):
-            j = items[t]
-            y = Y[j]
-            keep = np.float32(1.0) - shrink * wy[j]
-            for f in range(k):
-                y[f] = y[f] * keep + acc[f]
-    return sq
-
-
-@numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
-def _fold_users(indptr, items, P, Y, Z):  # pragma: no cover - compiled
-    """Z[u] = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j, one pass over the ratings, written into ``Z``
-    (which may be the model's user factors; no temporary)."""
-    k = P.shape[1]
-    for a in range(P.shape[0]):
-        s0 = indptr[a]
-        s1 = indptr[a + 1]
-        za = Z[a]
-        pa = P[a]
-        for f in range(k):
-            za[f] = 0.0
-        for t in range(s0, s1):
-            y = Y[items[t]]
-            for f in range(k):
-                za[f] += y[f]
-        s = np.float32(1.0 / np.sqrt(s1 - s0)) if s1 > s0 else np.float32(0.0)
-        for f in range(k):
-            za[f] = pa[f] + s * za[f]
+from mfcore.training.aot import kernels
 
 
 def _aligned(values: np.ndarray, dtype) -> np.ndarray:
@@ -213,12 +103,13 @@ class ImplicitSGDStepper:
         args = (self.indptr, self.items, self.ratings, self.P, self.Q, self.Y, self.bu, self.bi, g,
                 np.float32(self.lr), np.float32(cfg.l2), np.float32(cfg.l2_bias), np.float32(cfg.l2_implicit),
                 self.wu, self.wi, self.wy, m.config.use_bias)
+        users_pass = kernels().users_pass
         sq_sum = 0.0
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             if hi <= lo:
                 continue
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-            sq_sum += float(_users_pass(user_order[lo:hi], *args, seed, self.work))
+            sq_sum += float(users_pass(user_order[lo:hi], *args, seed, self.work))
             done = int(ends[hi - 1])
             if done < self.n_train:
                 yield done, sq_sum
@@ -228,7 +119,7 @@ class ImplicitSGDStepper:
     def folded_user_factors(self, out: np.ndarray | None = None) -> np.ndarray:
         """z_u = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j for every user (p_u alone for users without ratings)."""
         out = np.empty_like(self.P) if out is None else out
-        _fold_users(self.indptr, self.items, self.P, self.Y, out)
+        kernels().fold_users(self.indptr, self.items, self.P, self.Y, out)
         return out
 
     def _publish(self) -> None:

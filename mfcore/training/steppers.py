@@ -19,8 +19,6 @@ import torch
 from mfcore.config import ModelConfig, TrainConfig
 from mfcore.model import MFModel
 from mfcore.training.objective import batch_objective
-from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
-from mfcore.training.shuffle import EXACT_MAX, epoch_order
 
 
 class Stepper(Protocol):
@@ -68,6 +66,8 @@ class ChunkedStepper:
                 seed = int(torch.randint(0, 2**62, (1,), generator=generator, dtype=torch.int64))
                 dev_gen = self._device_generator = torch.Generator(device=device).manual_seed(seed)
             return torch.randperm(n, generator=dev_gen, device=device, dtype=torch.int32)
+        from mfcore.training.shuffle import epoch_order  # (numba: imported where a run needs it)
+
         return torch.from_numpy(epoch_order(n, generator)).to(device)
 
 
@@ -216,7 +216,7 @@ class PerRatingSGDStepper(ChunkedStepper):
 
     CPU_CHUNK = 32_768  # ratings per kernel call: small enough for ~10 progress checks/s
     DEVICE_CHUNK = 4_096  # ratings updated together on a GPU
-    BLOCKED_MIN_RATINGS = EXACT_MAX + 1
+    BLOCKED_MIN_RATINGS = (1 << 22) + 1  # shuffle.EXACT_MAX + 1 (a test holds them equal)
     """From this many training ratings on, CPU epochs follow the cache-blocked schedule
     (which reorders the TrainTensors in place: only the set of ratings matters)."""
 
@@ -254,6 +254,8 @@ class PerRatingSGDStepper(ChunkedStepper):
         return super().epoch(generator)
 
     def step(self, idx: torch.Tensor) -> float:
+        from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
+
         cfg, m = self.config, self.model
         if self.on_cpu:
             return sgd_chunk_cpu(

@@ -322,9 +322,9 @@ def _rmse_mae(model: MFModel, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor,
     ``buffers`` (kept by the caller between calls) the predictions reuse their memory, with
     ``weights`` (a state dict) they come from those weights instead of the model's. The
     per-epoch evaluation (``buffers`` given) of a linear model on the CPU runs as a compiled
-    loop that gathers no rows (kernels.heldout_errors_cpu; equal to this formula to ~1e-7)."""
+    loop that gathers no rows (heldout.heldout_errors_cpu; equal to this formula to ~1e-7)."""
     if buffers is not None and model.device.type == "cpu" and model.config.output == "linear":
-        from mfcore.training.kernels import heldout_errors_cpu
+        from mfcore.training.heldout import heldout_errors_cpu
 
         sq, ab = heldout_errors_cpu(u.numpy(), i.numpy(), r.numpy(), weights or model.state_dict(),
                                  model.config.use_bias, model.rating_scale)

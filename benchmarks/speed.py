@@ -515,6 +515,68 @@ def print_side_by_side(rows: list[dict]) -> None:
             print()
 
 
+def cli_command(data_dir: str) -> list[str]:
+    return ["-m", "mfcore", "train", "--dataset", "ml-100k", "--data-dir", data_dir, "--split", "random:0.1", "--json"]
+
+
+def time_cli(data_dir: str, runs: int) -> dict:
+    """The CLI's answer time as a user meets it: a cold process each time (the disk cache warm:
+    one untimed run first), wall clock from start to exit."""
+    from mfcore.training import aot
+
+    cmd = [sys.executable, *cli_command(data_dir)]
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
+    walls, loads, summary = [], [], {}
+    for _ in range(runs):
+        loads.append(os.getloadavg()[0])
+        t = time.perf_counter()
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t)
+        if done.returncode != 0:
+            return {"error": done.stderr.strip()[-500:], "command": " ".join(cmd)}
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"command": "python " + " ".join(cli_command(data_dir)), "walls": walls, "loadavg": loads,
+            "rmse": summary.get("test_rmse"), "train_seconds": summary.get("train_seconds"),
+            "native_kernels": aot.enabled() and aot.is_current()}
+
+
+def print_cli(r: dict) -> None:
+    print(f"\n# cold CLI: {r.get('command')}")
+    if "error" in r:
+        print(f"failed: {r['error']}")
+        return
+    walls = r["walls"]
+    print(f"wall s, {len(walls)} cold runs: median {statistics.median(walls):.2f}, min {min(walls):.2f}, "
+          f"max {max(walls):.2f} (each {' '.join(f'{w:.2f}' for w in walls)}); test RMSE {r['rmse']:.4f}, "
+          f"training {r['train_seconds']:.3f} s; kernels {'built ahead of time' if r['native_kernels'] else 'numba JIT'}; "
+          f"load average {min(r['loadavg']):.1f}-{max(r['loadavg']):.1f}")
+
+
+def time_first_epoch(data_dir: str, repeats: int = 5) -> dict:
+    """benchmarks/classroom.py's first-epoch scenario (a real browser on a server started for it):
+    Launch click -> first live epoch on the page, ``repeats`` launches."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "classroom.py"), "--scenario", "first-epoch",
+           "--repeats", str(repeats)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    lines = done.stdout.splitlines()
+    each = next((ln for ln in lines if ln.strip().startswith("each:")), "")
+    values = [float(v) for v in each.split(":", 1)[1].split()] if each else []
+    if done.returncode != 0 or not values:
+        return {"error": (done.stderr or done.stdout).strip()[-800:], "command": " ".join(cmd)}
+    return {"command": "python benchmarks/classroom.py --scenario first-epoch --repeats " + str(repeats),
+            "seconds": values}
+
+
+def print_first_epoch(r: dict) -> None:
+    print(f"\n# first live epoch in the app: {r.get('command')}")
+    if "error" in r:
+        print(f"failed: {r['error']}")
+        return
+    v = r["seconds"]
+    print(f"Launch click -> first epoch on the page, s: median {statistics.median(v):.2f}, max {max(v):.2f} "
+          f"(each {' '.join(f'{x:.2f}' for x in v)}; the first launch after the server started first)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, from {', '.join(DATASETS)}")
@@ -530,6 +592,10 @@ def main() -> None:
                         help="ours vs Surprise in one process, best of --repeats (auto: on for real data when the "
                              "surprise trainer is asked for and installed)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side in the side-by-side block")
+    parser.add_argument("--cli-runs", type=int, default=5,
+                        help="cold runs of the CLI command timed (0: none); the median is the figure")
+    parser.add_argument("--first-epoch", action="store_true",
+                        help="also run benchmarks/classroom.py --scenario first-epoch (a browser; ~1 min)")
     parser.add_argument("--json-out", help="write all rows (with their curves) as JSON here")
     parser.add_argument("--from-json", help="reprint the table of an earlier --json-out file (current targets)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -548,6 +614,10 @@ def main() -> None:
             _print_row(r)
         print_curves(saved["rows"])
         print_side_by_side(saved.get("side_by_side", []))
+        if saved.get("cli"):
+            print_cli(saved["cli"])
+        if saved.get("first_epoch"):
+            print_first_epoch(saved["first_epoch"])
         return
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -595,10 +665,17 @@ def main() -> None:
             print_side_by_side([r])
     elif args.side_by_side == "on":
         print("\n# side by side: scikit-surprise is not installed (pip install scikit-surprise)")
+    cli = time_cli(args.data_dir, args.cli_runs) if args.cli_runs > 0 else None
+    if cli:
+        print_cli(cli)
+    first_epoch = time_first_epoch(args.data_dir) if args.first_epoch else None
+    if first_epoch:
+        print_first_epoch(first_epoch)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                    "cores": os.cpu_count(), "rows": rows,
-                                                   "side_by_side": pairs}, indent=1))
+                                                   "side_by_side": pairs, "cli": cli,
+                                                   "first_epoch": first_epoch}, indent=1))
 
 
 if __name__ == "__main__":

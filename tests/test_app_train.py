@@ -185,6 +185,7 @@ def test_a_preset_button_fills_the_form_and_shows_its_reference():
     assert at.selectbox(key="tf_global_bias").value == "none"
     info = "\n".join(i.value for i in at.info)
     assert d2l.description in info and d2l.reference in info
+    assert info.count(f"{d2l.published_rmse:g}") == 1 and info.count(f"{d2l.measured_rmse:g}") == 1  # each figure once
     at.button(key="preset_lowrank").click().run()
     assert at.number_input(key="tf_batch_size").value == 0
     assert at.radio(key="tf_model_type").value == "plain"
@@ -364,7 +365,8 @@ def test_runs_page_lists_runs_and_compares_them(runs_dir):
     assert "Learning rate" in at.dataframe[1].value.index
 
     labels = [b.label for b in at.get("download_button")] + [b.label for b in at.button]  # (the .pt one publishes a link)
-    assert "Checkpoint (.pt)" in labels and "Metrics (.csv)" in labels
+    assert "Checkpoint (.pt)" in labels and "Learning history (.csv)" in labels
+    assert "Metrics (.csv)" not in labels  # the per-epoch table is offered once
     csv = RunStore(runs_dir).export_metrics_csv(first)
     assert csv.splitlines()[0].startswith("run_id,epoch")
 

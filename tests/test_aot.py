@@ -71,15 +71,17 @@ def test_the_build_computes_what_the_jit_kernels_compute_bit_for_bit(build, use_
     assert native.native
     from mfcore.training import implicit_kernels, kernels
 
-    a, b = _problem(), _problem()
-    for _ in range(3):  # three passes: the records are reshuffled in place each time
-        assert _users_pass(native.users_pass, a) == _users_pass(implicit_kernels.users_pass, b)
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
-    za, zb = np.empty_like(a["P"]), np.empty_like(b["P"])
-    native.fold_users(a["indptr"], a["items"], a["P"], a["Y"], za)
-    implicit_kernels.fold_users(b["indptr"], b["items"], b["P"], b["Y"], zb)
-    assert np.array_equal(za, zb) and np.isfinite(za).all()
+    for suffix, k in (("", 8), ("_k64", 64)):
+        a, b = _problem(k=k), _problem(k=k)
+        for _ in range(3):  # three passes: the records are reshuffled in place each time
+            assert (_users_pass(getattr(native, "users_pass" + suffix), a)
+                    == _users_pass(getattr(implicit_kernels, "users_pass" + suffix), b))
+        for key in a:
+            assert np.array_equal(a[key], b[key]), (suffix, key)
+        za, zb = np.empty_like(a["P"]), np.empty_like(b["P"])
+        getattr(native, "fold_users" + suffix)(a["indptr"], a["items"], a["P"], a["Y"], za)
+        getattr(implicit_kernels, "fold_users" + suffix)(b["indptr"], b["items"], b["P"], b["Y"], zb)
+        assert np.array_equal(za, zb) and np.isfinite(za).all(), suffix
     users = np.repeat(np.arange(len(a["P"]), dtype=np.int32), np.diff(a["indptr"]))
     args = (users, a["items"], a["ratings"], a["P"], a["Q"], a["bu"], a["bi"], np.float32(3.5), True,
             np.float32(1.0), np.float32(5.0))

@@ -71,3 +71,57 @@ def test_implicit_feedback_needs_per_rating_sgd_and_a_linear_output(data_and_spl
     data, split = data_and_split
     with pytest.raises(ConfigError, match="linear output only"):
         Trainer(data, split, ModelConfig(output="sigmoid"), CFG)
+
+
+def _pass_state(seed: int, k: int = 64, n_users: int = 50, n_items: int = 40):
+    """A user-grouped problem as the stepper holds it (aligned float32 tables, int32 items)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 12, n_users)
+    counts[3] = 0  # a user without training ratings
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    items = np.concatenate([rng.choice(n_items, c, replace=False) for c in counts]).astype(np.int32)
+    table = lambda n: rng.normal(0, 0.1, (n, k)).astype(np.float32)  # noqa: E731
+    return {
+        "indptr": indptr, "items": items, "ratings": rng.integers(1, 6, len(items)).astype(np.float32),
+        "P": table(n_users), "Q": table(n_items), "Y": table(n_items),
+        "bu": rng.normal(0, 0.1, (n_users, 1)).astype(np.float32), "bi": rng.normal(0, 0.1, (n_items, 1)).astype(np.float32),
+        "wu": rng.uniform(0.5, 2, n_users).astype(np.float32), "wi": rng.uniform(0.5, 2, n_items).astype(np.float32),
+        "wy": rng.uniform(0.2, 1, n_items).astype(np.float32), "work": np.zeros((4, k), dtype=np.float32),
+        "order": rng.permutation(n_users).astype(np.int64),
+    }
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_the_register_kernels_compute_the_generic_pass(use_bias):
+    """users_pass_k64 / fold_users_k64 (vectors in registers, pipelined dot, y-sum inside the
+    shuffle) are the generic kernels' maths: the same shuffle, the same updates, equal to
+    float rounding after several passes."""
+    from mfcore.training import implicit_kernels as kern
+
+    a, b = _pass_state(0), _pass_state(0)
+    for epoch in range(4):
+        args = lambda s: (s["order"], s["indptr"], s["items"], s["ratings"], s["P"], s["Q"], s["Y"], s["bu"],  # noqa: E731
+                          s["bi"], np.float32(3.5), np.float32(0.02), np.float32(0.1), np.float32(0.02),
+                          np.float32(1.0), s["wu"], s["wi"], s["wy"], use_bias, 77 + epoch, s["work"])
+        sq_generic = kern.users_pass(*args(a))
+        sq_registers = kern.users_pass_k64(*args(b))
+        assert sq_registers == pytest.approx(sq_generic, rel=1e-5)
+    assert np.array_equal(a["items"], b["items"]) and np.array_equal(a["ratings"], b["ratings"])  # same shuffles
+    for key in ("P", "Q", "Y", "bu", "bi"):
+        assert np.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+        updated = use_bias or key not in ("bu", "bi")
+        assert np.array_equal(a[key], _pass_state(0)[key]) is not updated, key  # (both did update it, or left it)
+    za, zb = np.empty_like(a["P"]), np.empty_like(a["P"])
+    kern.fold_users(a["indptr"], a["items"], a["P"], a["Y"], za)
+    kern.fold_users_k64(a["indptr"], a["items"], a["P"], a["Y"], zb)
+    assert np.allclose(za, zb, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(zb[3], a["P"][3])  # no ratings: p_u alone
+
+
+def test_the_stepper_takes_the_register_kernels_for_64_factors_on_avx512():
+    from mfcore.training import aot
+    from mfcore.training.implicit import uses_register_kernels
+
+    assert not uses_register_kernels(32)
+    assert uses_register_kernels(64) is aot.cpu_has("avx512f")

@@ -18,6 +18,7 @@ time only. A call whose argument types the build does not cover goes to the JIT 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -38,20 +39,21 @@ HERE = Path(__file__).resolve().parent
 
 # exported name -> (module, attribute of the njit dispatcher, return type, argument types)
 _F2 = "f4[:, ::1]"  # a C-contiguous float32 table
+_PASS_ARGS = ("i8[::1]", "i8[::1]", "i4[::1]", "f4[::1]", _F2, _F2, _F2, _F2, _F2,
+              "f4", "f4", "f4", "f4", "f4", "f4[::1]", "f4[::1]", "f4[::1]", "b1", "i8", _F2)
 EXPORTS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "users_pass": (
-        "mfcore.training.implicit_kernels", "users_pass", "f8",
-        ("i8[::1]", "i8[::1]", "i4[::1]", "f4[::1]", _F2, _F2, _F2, _F2, _F2,
-         "f4", "f4", "f4", "f4", "f4", "f4[::1]", "f4[::1]", "f4[::1]", "b1", "i8", _F2),
-    ),
+    "users_pass": ("mfcore.training.implicit_kernels", "users_pass", "f8", _PASS_ARGS),
+    "users_pass_k64": ("mfcore.training.implicit_kernels", "users_pass_k64", "f8", _PASS_ARGS),
     "fold_users": ("mfcore.training.implicit_kernels", "fold_users", "void", ("i8[::1]", "i4[::1]", _F2, _F2, _F2)),
+    "fold_users_k64": ("mfcore.training.implicit_kernels", "fold_users_k64", "void",
+                       ("i8[::1]", "i4[::1]", _F2, _F2, _F2)),
     "heldout_errors": (
         "mfcore.training.kernels", "_heldout_errors", "UniTuple(f8, 2)",
         ("i4[::1]", "i4[::1]", "f4[::1]", _F2, _F2, _F2, _F2, "f4", "b1", "f4", "f4"),
     ),
 }
 _DTYPES = {"i4": "int32", "i8": "int64", "f4": "float32", "f8": "float64"}
-SOURCES = ("implicit_kernels.py", "kernels.py", "heldout.py", "aot.py")
+SOURCES = ("implicit_kernels.py", "simd.py", "kernels.py", "heldout.py", "aot.py")
 """Files whose text the build depends on (any edit makes it stale)."""
 
 
@@ -63,6 +65,7 @@ def enabled() -> bool:
     return os.environ.get("MFSTUDIO_AOT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_identity() -> str:
     """The CPU's model and instruction-set flags (the build uses all of them)."""
     try:
@@ -74,6 +77,11 @@ def _cpu_identity() -> str:
     first = text.split("\n\n", 1)[0]
     keep = [line for line in first.splitlines() if line.split(":")[0].strip() in ("model name", "flags", "Features")]
     return "\n".join(keep)
+
+
+def cpu_has(flag: str) -> bool:
+    """Whether this CPU reports an instruction-set ``flag`` (e.g. ``avx512f``; Linux only)."""
+    return flag in _cpu_identity().split()
 
 
 def fingerprint() -> str:
@@ -124,19 +132,19 @@ def _jit(name: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), attr)
 
 
-def _array_specs(argtypes: tuple[str, ...]) -> list[tuple[int, str, int]]:
+def _array_specs(argtypes: tuple[str, ...]) -> list[tuple[int, np.dtype, int]]:
     """(position, dtype, ndim) of each array argument: "f4[:, ::1]" -> float32, 2 dimensions."""
-    return [(n, _DTYPES[t.split("[")[0]], t.count(",") + 1) for n, t in enumerate(argtypes) if "[" in t]
+    return [(n, np.dtype(_DTYPES[t.split("[")[0]]), t.count(",") + 1) for n, t in enumerate(argtypes) if "[" in t]
 
 
-def _fits(args: tuple[Any, ...], specs: list[tuple[int, str, int]], n_args: int) -> bool:
+def _fits(args: tuple[Any, ...], specs: list[tuple[int, np.dtype, int]], n_args: int) -> bool:
     """Whether the arrays are exactly what the build was compiled for (dtype, dimensions,
     C order). The extension does not check: another dtype would be read as garbage."""
     if len(args) != n_args:
         return False
     for n, dtype, ndim in specs:
         a = args[n]
-        if (not isinstance(a, np.ndarray) or a.dtype.name != dtype or a.ndim != ndim
+        if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim
                 or not a.flags.c_contiguous):
             return False
     return True
@@ -161,7 +169,8 @@ _kernels: SimpleNamespace | None = None
 
 
 def kernels() -> SimpleNamespace:
-    """``users_pass``, ``fold_users``, ``heldout_errors``: native where built, else JIT (imports numba)."""
+    """The exported loops by name (``users_pass``, ``users_pass_k64``, ``fold_users``, ...): native
+    where built, else JIT (which imports numba)."""
     global _kernels
     if _kernels is None:
         with _lock:

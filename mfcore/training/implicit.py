@@ -36,7 +36,15 @@ import torch
 
 from mfcore.config import TrainConfig
 from mfcore.model import MFModel
-from mfcore.training.aot import kernels
+from mfcore.training.aot import cpu_has, kernels
+
+K_REGISTERS = 64
+"""The factor count of the register kernels (implicit_kernels.users_pass_k64): four 16-float
+vectors a row, kept in registers where the CPU has AVX-512's 32 of them."""
+
+
+def uses_register_kernels(n_factors: int) -> bool:
+    return n_factors == K_REGISTERS and cpu_has("avx512f")
 
 
 def _aligned(values: np.ndarray, dtype) -> np.ndarray:
@@ -63,7 +71,9 @@ class ImplicitSGDStepper:
         self.config = config
         self.lr = config.lr
         users = train.users.cpu().numpy()
-        order = np.argsort(users, kind="stable")
+        # numpy's stable sort is a radix sort for 16-bit keys: 0.4 ms instead of 3.8 on ml-100k
+        keys = users.astype(np.uint16) if model.n_users <= 1 << 16 else users
+        order = np.argsort(keys, kind="stable")
         self.counts = np.bincount(users, minlength=model.n_users).astype(np.int64)
         self.indptr = np.zeros(model.n_users + 1, dtype=np.int64)
         np.cumsum(self.counts, out=self.indptr[1:])
@@ -87,6 +97,10 @@ class ImplicitSGDStepper:
             self.bi = model.item_bias.detach().cpu().numpy().copy()
         self.Y = _aligned(np.zeros_like(self.Q), np.float32)
         self.work = _aligned(np.zeros((4, self.P.shape[1])), np.float32)
+        fns = kernels()
+        registers = uses_register_kernels(self.P.shape[1])
+        self._users_pass = fns.users_pass_k64 if registers else fns.users_pass
+        self._fold_users = fns.fold_users_k64 if registers else fns.fold_users
         self.n_train = len(self.ratings)
 
     def set_lr(self, lr: float) -> None:
@@ -103,7 +117,7 @@ class ImplicitSGDStepper:
         args = (self.indptr, self.items, self.ratings, self.P, self.Q, self.Y, self.bu, self.bi, g,
                 np.float32(self.lr), np.float32(cfg.l2), np.float32(cfg.l2_bias), np.float32(cfg.l2_implicit),
                 self.wu, self.wi, self.wy, m.config.use_bias)
-        users_pass = kernels().users_pass
+        users_pass = self._users_pass
         sq_sum = 0.0
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             if hi <= lo:
@@ -119,7 +133,7 @@ class ImplicitSGDStepper:
     def folded_user_factors(self, out: np.ndarray | None = None) -> np.ndarray:
         """z_u = p_u + |N(u)|^-½ Σ_{j∈N(u)} y_j for every user (p_u alone for users without ratings)."""
         out = np.empty_like(self.P) if out is None else out
-        kernels().fold_users(self.indptr, self.items, self.P, self.Y, out)
+        self._fold_users(self.indptr, self.items, self.P, self.Y, out)
         return out
 
     def _publish(self) -> None:

@@ -262,6 +262,7 @@ class _WeightAverager:
         self.count = 0
         self._mean64: dict[str, torch.Tensor] | None = None
         self._mean32: dict[str, torch.Tensor] = {}
+        self._mean_count = 0  # the count the buffers hold the mean of
 
     def add(self, model: MFModel) -> None:
         for k, v in model.state_dict().items():
@@ -273,12 +274,15 @@ class _WeightAverager:
 
     def mean_in_buffers(self) -> dict[str, torch.Tensor]:
         """``mean_state()``'s values (the same operations), written into tensors kept between
-        calls: valid until the next call. For the per-epoch evaluation (no fresh memory)."""
+        calls and recomputed only after an ``add``: read-only, valid until the next ``add``. For
+        the per-epoch evaluation and snapshot (no fresh memory, one division an epoch)."""
         if self._mean64 is None:
             self._mean64 = {k: torch.empty_like(s) for k, s in self.sums.items()}
             self._mean32 = {k: torch.empty_like(s, dtype=torch.float32) for k, s in self.sums.items()}
-        for k, s in self.sums.items():
-            self._mean32[k].copy_(torch.div(s, self.count, out=self._mean64[k]))
+        if self._mean_count != self.count:
+            for k, s in self.sums.items():
+                self._mean32[k].copy_(torch.div(s, self.count, out=self._mean64[k]))
+            self._mean_count = self.count
         return self._mean32
 
     def copy_to(self, model: MFModel) -> None:
@@ -304,7 +308,7 @@ class _Swap:
 
 
 def _snapshot(model: MFModel, averager: _WeightAverager | None) -> dict[str, np.ndarray]:
-    state = averager.mean_state() if averager is not None and averager.count else model.state_dict()
+    state = averager.mean_in_buffers() if averager is not None and averager.count else model.state_dict()
     return {
         "item_factors": state["item_factors"].detach().to("cpu", torch.float16).numpy().copy(),
         "user_factors": state["user_factors"].detach().to("cpu", torch.float16).numpy().copy(),

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list the MovieLens datasets and where they would come from")
     d.add_argument("--data-dir", type=Path)
     d.add_argument("--cache-dir", type=Path, help="download cache (default $MFSTUDIO_CACHE or ~/.cache/mfstudio)")
+    k = sub.add_parser("build-kernels", help="compile the default preset's kernels ahead of time for this CPU "
+                                             "(scripts/env.sh does it; a fresh process then trains without numba)")
+    k.add_argument("--if-stale", action="store_true", help="do nothing when the build matches the sources and CPU")
+    k.add_argument("--dir", type=Path, help="where to build (default mfcore/training/_aot, or $MFSTUDIO_AOT_DIR)")
     return parser
 
 
@@ -90,6 +94,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return _train(args, out, err)
         if args.command == "presets":
             return _presets(out)
+        if args.command == "build-kernels":
+            return _build_kernels(args, out, err)
         return _datasets(args, out)
     except MFError as exc:
         print(f"error: {error_line(exc)}", file=err)
@@ -117,6 +123,15 @@ def error_line(exc: MFError) -> str:
         first = f"{exc.fix}, or " if exc.fix else ""
         return f"{exc.reason}; {first}download {exc.url} yourself and pass its folder with --data-dir"
     return str(exc)
+
+
+def _build_kernels(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mfcore.training import aot
+
+    ok, line = aot.ensure_built(args.dir, only_if_stale=args.if_stale)
+    if line:
+        print(line, file=out if ok else err)
+    return 0  # a failed build is a warning: the JIT kernels train the same models
 
 
 def _collect_again() -> None:

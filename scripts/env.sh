@@ -25,5 +25,5 @@ ensure_env() {
   fi
   # The default preset's kernels compiled ahead of time for this CPU (a few seconds, once;
   # a no-op while they match the sources): a fresh process then trains without starting numba.
-  (cd "$ROOT" && "$VENV/bin/python" -m mfcore.training.aot --if-stale)
+  (cd "$ROOT" && "$VENV/bin/python" -m mfcore build-kernels --if-stale)
 }

@@ -159,12 +159,12 @@ def test_a_cold_cli_run_trains_without_starting_numba(build):
     assert "numba" in done.stdout.strip().splitlines()[-1]
 
 
-def test_the_module_entry_point_reports_what_it_did(tmp_path):
+def test_the_build_command_reports_what_it_did(tmp_path):
     env = {**os.environ, "MFSTUDIO_AOT_DIR": str(tmp_path / "k")}
-    first = subprocess.run([sys.executable, "-m", "mfcore.training.aot", "--if-stale"], capture_output=True,
+    first = subprocess.run([sys.executable, "-m", "mfcore", "build-kernels", "--if-stale"], capture_output=True,
                            text=True, cwd=ROOT, env=env)
     assert first.returncode == 0 and first.stdout.startswith("built mfcore_kernels"), first.stdout + first.stderr
-    again = subprocess.run([sys.executable, "-m", "mfcore.training.aot", "--if-stale"], capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "mfcore", "build-kernels", "--if-stale"], capture_output=True,
                            text=True, cwd=ROOT, env=env)
     assert again.returncode == 0 and again.stdout == "", again.stdout
 
@@ -174,3 +174,16 @@ def test_the_blocked_threshold_follows_the_exact_shuffle_limit():
     from mfcore.training.steppers import PerRatingSGDStepper
 
     assert PerRatingSGDStepper.BLOCKED_MIN_RATINGS == EXACT_MAX + 1
+
+
+def test_a_machine_without_a_compiler_gets_a_warning_and_the_jit_kernels(tmp_path, monkeypatch, capsys):
+    from mfcore.cli import main
+
+    def no_compiler(folder=None):
+        raise OSError("gcc: command not found")
+
+    monkeypatch.setattr(aot, "build", no_compiler)
+    assert main(["build-kernels", "--dir", str(tmp_path / "k")]) == 0
+    err = capsys.readouterr().err
+    assert "not built (OSError: gcc: command not found)" in err and "JIT kernels" in err
+    assert not aot.is_current(tmp_path / "k")

@@ -396,22 +396,28 @@ def test_weights_finite_sees_a_nan_or_an_infinity_anywhere(data_and_split):
         assert model.weights_finite()
 
 
-def test_warm_up_loads_the_default_presets_kernels_once(data_and_split):
+@pytest.mark.parametrize("ahead_of_time", ["1", "0"])
+def test_warm_up_loads_the_default_presets_kernels_once(data_and_split, ahead_of_time, monkeypatch):
     """After warm_up a default-preset run adds no new compiled specialisation (no compile
     in the first epoch), and a second warm_up is nearly free. (With the ahead-of-time build
     loaded, the implicit pass, its fold and the test errors never reach numba at all.)"""
     from mfcore.presets import get_preset
     from mfcore.training import aot, implicit_kernels
+    from mfcore.training.implicit import uses_register_kernels
 
+    monkeypatch.setenv("MFSTUDIO_AOT", ahead_of_time)
+    monkeypatch.setattr(aot, "_kernels", None)  # chosen again now, the earlier choice back after the test
+    preset = get_preset("default")
     kernels.warm_up()
     jit = [kernels._sgd_epoch]
     if not aot.kernels().native:
         jit += [implicit_kernels.users_pass, implicit_kernels.fold_users, kernels._heldout_errors]
+        if uses_register_kernels(preset.model.n_factors):
+            jit += [implicit_kernels.users_pass_k64, implicit_kernels.fold_users_k64]
     loaded = {f: len(f.signatures) for f in jit}
     assert all(n >= 1 for n in loaded.values())  # (earlier tests in this process may have added others)
     assert kernels.warm_up() < 0.5
     data, split = data_and_split
-    preset = get_preset("default")
     fit(data, split, preset.model, TrainConfig(**{**preset.train.__dict__, "epochs": 2, "average_from": 2}))
     assert {f: len(f.signatures) for f in loaded} == loaded
 

@@ -6,7 +6,7 @@ scipy.linalg) and LLVM (~0.2 s), about a third of a cold ``python -m mfcore trai
 (benchmarks/NOTES.md, section 12). The loops every default-preset run calls (the
 implicit-feedback pass, its fold, the per-epoch test errors) are therefore also built
 with ``numba.pycc`` from the same njit functions into one extension module, for this
-machine's CPU, at set-up (``python -m mfcore.training.aot``, run by ``scripts/env.sh``).
+machine's CPU, at set-up (``python -m mfcore build-kernels``, run by ``scripts/env.sh``).
 
 :func:`kernels` hands out that module's functions when its fingerprint (the kernel
 sources and this CPU) matches, else numba's JIT dispatchers: the same code, with the
@@ -240,28 +240,18 @@ def _trampoline(dispatcher: Any) -> Callable[..., Any]:
     return namespace["trampoline"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Build the default preset's kernels ahead of time.")
-    parser.add_argument("--if-stale", action="store_true", help="do nothing when the build matches the sources")
-    parser.add_argument("--dir", help=f"where to build (default {DEFAULT_DIR}, or $MFSTUDIO_AOT_DIR)")
-    args = parser.parse_args(argv)
-    folder = Path(args.dir) if args.dir else build_dir()
-    if args.if_stale and is_current(folder):
-        return 0
+def ensure_built(folder: Path | None = None, *, only_if_stale: bool = False) -> tuple[bool, str]:
+    """Build the extension (unless it is current and ``only_if_stale``): (ok, a line saying what
+    happened, empty when nothing was done). Never raises: without a compiler the JIT kernels work."""
     import time
 
+    folder = folder or build_dir()
+    if only_if_stale and is_current(folder):
+        return True, ""
     t0 = time.perf_counter()
     try:
         path = build(folder)
-    except Exception as exc:  # no compiler, no headers: the JIT kernels still work
-        print(f"warning: the ahead-of-time kernels were not built ({type(exc).__name__}: {exc}); "
-              "training uses numba's JIT kernels (each new process starts ~1 s slower)", file=sys.stderr)
-        return 0
-    print(f"built {path.name} in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    except Exception as exc:  # no compiler, no headers
+        return False, (f"warning: the ahead-of-time kernels were not built ({type(exc).__name__}: {exc}); "
+                       "training uses numba's JIT kernels (each new process starts ~1 s slower)")
+    return True, f"built {path.name} in {time.perf_counter() - t0:.1f} s"

@@ -345,12 +345,13 @@ else:  # pragma: no cover
 
 def warm_up() -> float:
     """Load every compiled kernel the default preset's run uses (the implicit-feedback pass,
-    its fold, the per-epoch test errors) and the plain per-rating SGD path (kernel and epoch shuffle), by running each once
-    on a 3 x 3 problem through the steppers themselves, so the argument types are exactly
-    those of a real run. From numba's on-disk cache this takes ~0.1-0.5 s once per process
-    (the first call in a fresh environment compiles and caches, ~10-20 s); afterwards the first
-    epoch of a run pays nothing for it. Thread-safe (numba compiles under a lock), so a
-    server can call it from a background thread at start. Returns the seconds it took."""
+    its fold, the per-epoch test errors: the ahead-of-time build where it is current, see
+    :mod:`mfcore.training.aot`) and the plain per-rating SGD path (kernel and epoch shuffle),
+    by running each once on a 3 x 3 problem through the steppers themselves, so the argument
+    types are exactly those of a real run. From numba's on-disk cache this takes ~0.1-0.7 s once
+    per process (the first call in a fresh environment compiles and caches, ~10-20 s);
+    afterwards the first epoch of a run pays nothing for it. Thread-safe (numba compiles under a
+    lock), so a server can call it from a background thread at start. Returns the seconds it took."""
     import time
     from dataclasses import replace
 
@@ -367,11 +368,13 @@ def warm_up() -> float:
     train = TrainTensors(users, items, ratings, l2_row_weights(users, 3, preset.train.l2_count_power),
                          l2_row_weights(items, 3, preset.train.l2_count_power))
     generator = torch.Generator().manual_seed(0)
-    for stepper_of in (
-        lambda m: ImplicitSGDStepper(m, preset.train, train),
-        lambda m: PerRatingSGDStepper(m, replace(preset.train, implicit_feedback=False), train),
+    # the preset's own k for its pass (64: the register kernels), and the generic pass too
+    for k, stepper_of in (
+        (preset.model.n_factors, lambda m: ImplicitSGDStepper(m, preset.train, train)),
+        (4, lambda m: ImplicitSGDStepper(m, preset.train, train)),
+        (4, lambda m: PerRatingSGDStepper(m, replace(preset.train, implicit_feedback=False), train)),
     ):
-        model = MFModel(3, 3, replace(preset.model, n_factors=4), global_mean=3.5, rating_scale=(1.0, 5.0),
+        model = MFModel(3, 3, replace(preset.model, n_factors=k), global_mean=3.5, rating_scale=(1.0, 5.0),
                         generator=generator)
         for _ in stepper_of(model).epoch(generator):
             pass

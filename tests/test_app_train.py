@@ -337,6 +337,20 @@ def test_the_live_chart_draws_within_epoch_points():
     assert xs.count(None) == 1
 
 
+@pytest.mark.parametrize(("best", "side"), [(1, "bottom right"), (20, "bottom center"), (40, "bottom left")])
+def test_the_best_epoch_label_stays_inside_the_chart(best, side):
+    """A best epoch at the chart's left or right edge gets its label on the inner side (a centred
+    label at epoch 1 was cut by the plot's edge)."""
+    import pandas as pd
+
+    rmse = [1.0 + abs(e - best) * 0.01 for e in range(1, 41)]
+    history = pd.DataFrame({"epoch": range(1, 41), "train_loss": [0.8] * 40, "test_rmse": rmse, "test_mae": rmse,
+                            "seconds": [1.0] * 40, "examples_per_second": [1e5] * 40, "elapsed_s": range(1, 41)})
+    fig = learning_curve(history, {}, epochs_planned=40)
+    star = next(t for t in fig["data"] if t["name"].startswith("best test epoch"))
+    assert star["x"] == [best] and star["textposition"] == side and star["cliponaxis"] is False
+
+
 # ---------------------------------------------------------------------------- runs page
 def test_runs_page_lists_runs_and_compares_them(runs_dir):
     at = open_train()

@@ -94,6 +94,16 @@ def _layout(title: str, x_title: str, y_title: str, revision: str, **extra: Any)
     return chart_frame({"layout": layout})["layout"]
 
 
+def _label_side(fraction: float) -> str:
+    """Where a marker's label goes so that it stays inside the chart: to the right of a point near
+    the left edge, to the left near the right edge, centred below it elsewhere."""
+    if fraction < 0.15:
+        return "bottom right"
+    if fraction > 0.85:
+        return "bottom left"
+    return "bottom center"
+
+
 def _baseline_traces(baselines: Mapping[str, float] | None, x_end: float, *, suffix: str = "") -> list[dict]:
     """Dashed horizontal lines from epoch 0 to ``x_end``, with their value in the legend."""
     traces = []
@@ -201,8 +211,8 @@ def learning_curve(
     if best is not None:
         data.append({"type": "scatter", "x": [best[0]], "y": [best[1]], "mode": "markers+text",
                      "name": f"best test epoch {best[0]} ({best[1]:.4f})", "text": [f"best: epoch {best[0]}"],
-                     "textposition": "bottom center", "marker": {"symbol": "star", "size": 14, "color": BEST_COLOUR},
-                     "hoverinfo": "x+y"})
+                     "textposition": _label_side(best[0] / x_end), "cliponaxis": False,
+                     "marker": {"symbol": "star", "size": 14, "color": BEST_COLOUR}, "hoverinfo": "x+y"})
     xs, ys = within_epoch_points(progress)
     if xs:
         data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "train, within epoch",

@@ -44,6 +44,7 @@ vectors a row, kept in registers where the CPU has AVX-512's 32 of them."""
 
 
 def uses_register_kernels(n_factors: int) -> bool:
+    """Whether a pass with ``n_factors`` runs the register kernels (else the generic ones)."""
     return n_factors == K_REGISTERS and cpu_has("avx512f")
 
 

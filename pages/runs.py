@@ -49,6 +49,16 @@ def data_name(spec: str) -> str:
     return describe_spec(spec)
 
 
+def short_data_name(spec: str) -> str:
+    """:func:`data_name`, a MovieLens release by its short name ("ml-100k"): a narrow cell."""
+    name = spec.strip().lower()
+    return name if name.startswith("ml-") and ":" not in name and "/" not in name else data_name(spec)
+
+
+# The Runs table's columns without "All columns": what fits beside the sidebar on a 1280 px screen.
+MAIN_COLUMNS = ["status", "owner", "label", "dataset", "split", "test RMSE", "epochs"]
+
+
 def _created(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "–"
 
@@ -80,7 +90,7 @@ def runs_table(runs: list, me: str) -> pd.DataFrame:
             "status": r.status,
             "owner": f"{r.who} (you)" if r.owner == me else r.who,
             "label": r.label,
-            "dataset": data_name(r.dataset),
+            "dataset": short_data_name(r.dataset),
             "split": r.split,
             "test RMSE": _test_rmse(r),
             "biases only": _num((r.baselines or {}).get("baseline_rmse")),
@@ -377,8 +387,12 @@ def _runs_view() -> bool:
     st.caption(f"{sum(r.owner == me for r in runs)} of yours, {sum(r.owner != me for r in runs)} from the class; "
                "newest first within each. Runs keep going when their tab closes."
                + (" This list refreshes while runs are queued or running." if live else ""))
+    every_column = st.toggle("All columns", key="runs_all_columns",
+                             help="Also the baselines' RMSEs, device, where it ran, shared computation, "
+                                  "creation time and run id.")
     st.dataframe(
         runs_table(runs, me), width="stretch", hide_index=True, key="runs_table",
+        column_order=None if every_column else MAIN_COLUMNS,
         column_config={
             "test RMSE": st.column_config.NumberColumn(format="%.4f"),
             "biases only": st.column_config.NumberColumn(format="%.4f", help="RMSE of the bias-only baseline"),

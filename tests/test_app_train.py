@@ -366,6 +366,12 @@ def test_runs_page_lists_runs_and_compares_them(runs_dir):
     assert list(table["run id"]) == [second, first]  # newest first
     assert all(o.endswith("(you)") for o in table["owner"]) and set(table["status"]) == {"finished"}
     assert table["test RMSE"].notna().all() and table["biases only"].notna().all()
+    # what fits on a 1280 px screen by default; every column on request
+    main_columns = ["status", "owner", "label", "dataset", "split", "test RMSE", "epochs"]
+    assert list(at.dataframe[0].proto.column_order) == main_columns
+    at.toggle(key="runs_all_columns").set_value(True).run()
+    assert list(at.dataframe[0].proto.column_order) == [] and "run id" in at.dataframe[0].value.columns
+    at.toggle(key="runs_all_columns").set_value(False).run()
 
     at.multiselect(key="runs_compare").set_value([first, second]).run()
     assert not at.exception, at.exception

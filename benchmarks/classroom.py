@@ -305,8 +305,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="epochs of each run (0 = the preset's)")
     parser.add_argument("--rounds", type=int, default=1, help="Train->Runs->Train navigations per session")
     parser.add_argument("--repeats", type=int, default=3, help="first-epoch: launches timed")
-    parser.add_argument("--dask-workers", type=int, default=0,
-                        help="run jobs on a Dask LocalCluster on 127.0.0.1 of this many single-thread workers (0 = local threads)")
+    workers_help = "run jobs on a Dask LocalCluster of this many single-thread workers (0 = local threads)"
+    parser.add_argument("--dask-workers", type=int, default=0, help=f"{workers_help}; it binds 127.0.0.1 only")
     parser.add_argument("--max-jobs", type=int, default=0, help="MFSTUDIO_MAX_JOBS of the server (0 = its default)")
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the tree to run the app from (default: this one)")
     parser.add_argument("--viewport", default="1280x720")

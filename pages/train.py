@@ -117,7 +117,7 @@ def preset_source(name: str) -> str:
 def preset_figures(name: str) -> str:
     """"Published test RMSE 1.066 · measured here about 0.907", each figure once (plain text)."""
     p = PRESETS[name]
-    parts = [f"published test RMSE {p.published_rmse:g}" if p.published_rmse is not None else "no published figure"]
+    parts = [f"Published test RMSE {p.published_rmse:g}" if p.published_rmse is not None else "No published figure"]
     if p.measured_rmse is not None:
         parts.append(f"measured here about {p.measured_rmse:g}")
     return " · ".join(parts)
@@ -130,7 +130,7 @@ def preset_bar() -> None:
         with col:
             st.button(preset.title.split(" (")[0], key=f"preset_{name}",
                       on_click=train_form.apply_preset, args=(name,),
-                      help=f"{preset.title}: {preset.description} {preset_figures(name)[:1].upper()}{preset_figures(name)[1:]} "
+                      help=f"{preset.title}: {preset.description} {preset_figures(name)} "
                            f"({preset_reference(name)}).", width="stretch")
     chosen = st.session_state.get(train_form.SOURCE_PRESET)
     if chosen not in PRESETS:

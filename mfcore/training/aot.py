@@ -34,8 +34,8 @@ from typing import Any, Callable
 import numpy as np
 
 MODULE = "mfcore_kernels"
-DEFAULT_DIR = Path(__file__).resolve().parent / "_aot"
 HERE = Path(__file__).resolve().parent
+DEFAULT_DIR = HERE / "_aot"
 
 # exported name -> (module, attribute of the njit dispatcher, return type, argument types)
 _F2 = "f4[:, ::1]"  # a C-contiguous float32 table
@@ -52,7 +52,7 @@ EXPORTS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
         ("i4[::1]", "i4[::1]", "f4[::1]", _F2, _F2, _F2, _F2, "f4", "b1", "f4", "f4"),
     ),
 }
-_DTYPES = {"i4": "int32", "i8": "int64", "f4": "float32", "f8": "float64"}
+_DTYPES = {"i4": np.dtype(np.int32), "i8": np.dtype(np.int64), "f4": np.dtype(np.float32), "f8": np.dtype(np.float64)}
 SOURCES = ("implicit_kernels.py", "simd.py", "kernels.py", "heldout.py", "aot.py")
 """Files whose text the build depends on (any edit makes it stale)."""
 
@@ -134,7 +134,7 @@ def _jit(name: str) -> Callable[..., Any]:
 
 def _array_specs(argtypes: tuple[str, ...]) -> list[tuple[int, np.dtype, int]]:
     """(position, dtype, ndim) of each array argument: "f4[:, ::1]" -> float32, 2 dimensions."""
-    return [(n, np.dtype(_DTYPES[t.split("[")[0]]), t.count(",") + 1) for n, t in enumerate(argtypes) if "[" in t]
+    return [(n, _DTYPES[t.split("[")[0]], t.count(",") + 1) for n, t in enumerate(argtypes) if "[" in t]
 
 
 def _fits(args: tuple[Any, ...], specs: list[tuple[int, np.dtype, int]], n_args: int) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mfcore.training.heldout import _heldout_errors_py, heldout_errors_cpu  # noqa: F401 (re-exported)
+from mfcore.training.heldout import _heldout_errors_py, heldout_errors_cpu
 
 try:  # numba is a hard requirement, but keep the import failure explicit and local
     import numba

@@ -100,23 +100,33 @@ def vzero(typingctx):
     return f32x16(), codegen
 
 
-def _binop(name):
+FAST = ("contract", "reassoc", "nsz", "arcp")
+"""numba's fast-math flags of the kernels (kernels.FASTMATH) as LLVM instruction flags."""
+STRICT = ("contract",)
+"""No reassociation: the operations stay in the order written (a balanced tree stays one)."""
+
+
+def _binop(name: str, prefix: str, flags: tuple[str, ...]):
+    """An intrinsic ``prefix + name`` applying LLVM's ``name`` lane-wise with ``flags``."""
+
     def impl(typingctx, a, b):
         if a != f32x16 or b != f32x16:
             return None
 
         def codegen(context, builder, sig, args):
-            return getattr(builder, name)(args[0], args[1], flags=("contract", "reassoc", "nsz", "arcp"))
+            return getattr(builder, name)(args[0], args[1], flags=flags)
 
         return f32x16(a, b), codegen
 
-    impl.__name__ = "v" + name
+    impl.__name__ = prefix + name[1:]
     return intrinsic(impl)
 
 
-vadd = _binop("fadd")
-vsub = _binop("fsub")
-vmul = _binop("fmul")
+vadd = _binop("fadd", "v", FAST)
+vsub = _binop("fsub", "v", FAST)
+vmul = _binop("fmul", "v", FAST)
+sadd = _binop("fadd", "s", STRICT)
+smul = _binop("fmul", "s", STRICT)
 
 
 @intrinsic
@@ -141,35 +151,15 @@ def vsum(typingctx, v):
     def codegen(context, builder, sig, args):
         x = args[0]
         n = W
-        fl = ("contract", "reassoc", "nsz", "arcp")
         while n > 1:
             h = n // 2
-            vt = ir.VectorType(ir.FloatType(), h)
             lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h), list(range(h))))
             hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h), list(range(h, n))))
-            x = builder.fadd(lo, hi, flags=fl)
+            x = builder.fadd(lo, hi, flags=FAST)
             n = h
         return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
 
     return types.float32(v), codegen
-
-
-def _binop_strict(name):
-    def impl(typingctx, a, b):
-        if a != f32x16 or b != f32x16:
-            return None
-
-        def codegen(context, builder, sig, args):
-            return getattr(builder, name)(args[0], args[1], flags=("contract",))
-
-        return f32x16(a, b), codegen
-
-    impl.__name__ = "s" + name
-    return intrinsic(impl)
-
-
-sadd = _binop_strict("fadd")
-smul = _binop_strict("fmul")
 
 
 @intrinsic
@@ -179,12 +169,11 @@ def vsum2(typingctx, u, v):
         return None
 
     def codegen(context, builder, sig, args):
-        fl = ("contract", "reassoc", "nsz", "arcp")
         i32 = ir.IntType(32)
         # level 1: lanes 0-7 of u+u_hi and v+v_hi packed into one 16-vector
         lo = builder.shuffle_vector(args[0], args[1], ir.Constant(ir.VectorType(i32, 16), list(range(8)) + list(range(16, 24))))
         hi = builder.shuffle_vector(args[0], args[1], ir.Constant(ir.VectorType(i32, 16), list(range(8, 16)) + list(range(24, 32))))
-        x = builder.fadd(lo, hi, flags=fl)  # [u 8 | v 8]
+        x = builder.fadd(lo, hi, flags=FAST)  # [u 8 | v 8]
         n = 8
         while n > 1:
             h = n // 2
@@ -192,7 +181,7 @@ def vsum2(typingctx, u, v):
             idx_hi = list(range(h, n)) + list(range(n + h, 2 * n))
             lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(i32, 2 * h), idx_lo))
             hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(i32, 2 * h), idx_hi))
-            x = builder.fadd(lo, hi, flags=fl)
+            x = builder.fadd(lo, hi, flags=FAST)
             n = h
         a = builder.extract_element(x, ir.Constant(i32, 0))
         b = builder.extract_element(x, ir.Constant(i32, 1))

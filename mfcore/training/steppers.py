@@ -230,6 +230,9 @@ class PerRatingSGDStepper(ChunkedStepper):
         self.use_bias = model.config.use_bias
         self.learn_g = model.config.global_bias == "learned"
         self.blocks = None
+        from mfcore.training import kernels  # (numba: imported where a run needs it)
+
+        self._kernels = kernels
         if self.on_cpu:
             self._np = [t.detach().numpy() for t in (train.users, train.items, train.ratings,
                                                      train.user_weight, train.item_weight)]
@@ -254,15 +257,13 @@ class PerRatingSGDStepper(ChunkedStepper):
         return super().epoch(generator)
 
     def step(self, idx: torch.Tensor) -> float:
-        from mfcore.training.kernels import sgd_chunk_cpu, sgd_chunk_torch
-
         cfg, m = self.config, self.model
         if self.on_cpu:
-            return sgd_chunk_cpu(
+            return self._kernels.sgd_chunk_cpu(
                 idx.numpy(), *self._np, *self._weights,
                 self.lr, cfg.l2, cfg.l2_bias, self.use_bias, self.learn_g,
             )
-        return sgd_chunk_torch(
+        return self._kernels.sgd_chunk_torch(
             idx, self.train.users, self.train.items, self.train.ratings,
             self.train.user_weight, self.train.item_weight,
             m.user_factors.data, m.item_factors.data, m.user_bias.data, m.item_bias.data, m.global_bias.data,

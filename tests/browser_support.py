@@ -136,6 +136,23 @@ def serve_for_test(browser: Any, env: Mapping[str, str], log_path: Path) -> Iter
         print(f"\nserver log: {log_path}")
 
 
+def serve_prepared(browser: Any, prepared: Mapping[str, str]) -> Iterator[str | None]:
+    """:func:`serve_for_test` for a module's prepared environment: keys starting with ``_`` are
+    the preparing fixture's own notes (``_tmp``: its folder, which gets the server log)."""
+    settings = {k: v for k, v in prepared.items() if not k.startswith("_")}
+    yield from serve_for_test(browser, settings, Path(prepared["_tmp"]) / "server.log")
+
+
+def inspect_shots_folder(tmp: Path) -> Path:
+    """Where the inspection pages' screenshots go: ``$MFSTUDIO_INSPECT_SHOTS`` or ``tmp/screenshots``."""
+    import os
+
+    folder = Path(os.environ.get("MFSTUDIO_INSPECT_SHOTS") or Path(tmp) / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
 # ---------------------------------------------------------------------------- the browser
 def have_chromium() -> bool:
     return Path(CHROMIUM).is_file()

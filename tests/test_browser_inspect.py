@@ -15,7 +15,6 @@ page helpers live in ``tests/browser_support.py``.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import pytest
 from mfcore.config import ModelConfig, TrainConfig
 from mfcore.runs.runner import RunRequest
 from tests.browser_support import (
-    app_env, chromium_for_test, goto_page, new_page, no_error_boxes, open_app, serve_for_test, settle, shot,
+    app_env, chromium_for_test, goto_page, inspect_shots_folder, new_page, no_error_boxes, open_app, serve_prepared, settle,
+    shot,
     type_into,
 )
 
@@ -60,16 +60,12 @@ def env(tmp_path_factory, shared_data):
 
 @pytest.fixture(scope="module")
 def server(env, browser):
-    app_settings = {k: v for k, v in env.items() if not k.startswith("_")}
-    yield from serve_for_test(browser, app_settings, Path(env["_tmp"]) / "server.log")
+    yield from serve_prepared(browser, env)
 
 
 @pytest.fixture(scope="module")
 def shots(env) -> Path:
-    folder = Path(os.environ.get("MFSTUDIO_INSPECT_SHOTS") or Path(env["_tmp"]) / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
+    return inspect_shots_folder(Path(env["_tmp"]))
 
 
 # ---------------------------------------------------------------------------- the test

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -30,7 +29,8 @@ from mfcore.runs.access import owner_from_token
 from mfcore.runs.runner import RunRequest
 from mfcore.runs.store import RunStore
 from tests.browser_support import (
-    app_env, chromium_for_test, goto_page, new_page, no_error_boxes, open_app, serve_for_test, settle, shot,
+    app_env, chromium_for_test, goto_page, inspect_shots_folder, new_page, no_error_boxes, open_app, serve_prepared, settle,
+    shot,
 )
 
 pytestmark = pytest.mark.browser
@@ -69,16 +69,12 @@ def env(tmp_path_factory, shared_data):
 
 @pytest.fixture(scope="module")
 def server(env, browser):
-    app_settings = {k: v for k, v in env.items() if not k.startswith("_")}
-    yield from serve_for_test(browser, app_settings, Path(env["_tmp"]) / "server.log")
+    yield from serve_prepared(browser, env)
 
 
 @pytest.fixture(scope="module")
 def shots(env) -> Path:
-    folder = Path(os.environ.get("MFSTUDIO_INSPECT_SHOTS") or Path(env["_tmp"]) / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
-    return folder
+    return inspect_shots_folder(Path(env["_tmp"]))
 
 
 def owner_of(page) -> str:

@@ -57,8 +57,8 @@ if not health.banner():  # settings or the run store unusable: one box says what
 identity.establish()  # who this is: survives reloads through the URL token (or sign-in)
 identity.apply_run_link()  # ?run=<id> opens that run read-only
 identity.sidebar()
-projector.apply()  # projector mode: ?projector=1 or the sidebar toggle (ui/projector.py)
-layout.apply()  # narrow screens (ui/layout.py); after projector's CSS, whose place must not move
+# one style block: projector mode's rules (?projector=1 or the sidebar toggle) and the narrow-screen ones
+layout.apply(before=projector.CSS if projector.apply() else "")
 
 sections = {"Workflow": _section(WORKFLOW_PAGES), "Inspect": _section(INSPECT_PAGES)}
 identity.save_prefs()  # choices made by the last run's callbacks

@@ -46,14 +46,14 @@ CSS = f"""
 """
 
 
-def apply() -> None:
-    """Inject :data:`CSS` (``app.py`` calls it once per run, before the page).
+def apply(before: str = "") -> None:
+    """Inject :data:`CSS`, after the rules ``before`` (projector mode's; ours win ties), as the
+    app's one style block (``app.py`` calls it once per run, before the page).
 
-    Call it *after* ``projector.apply()``: both are style-only ``st.html`` blocks, which
-    Streamlit sends to its event container, and with this block first the projector's block
-    was now and then lost (projector text at 14 px in 4 of 9 runs of test_browser_teaching;
-    0 of 8 with this order)."""
-    st.html(CSS)
+    One block, not one per concern: style-only ``st.html`` blocks go to Streamlit's event
+    container, where of two such blocks one was now and then lost (projector text at 14 px
+    in some full-suite runs of test_browser_teaching)."""
+    st.html(before + CSS)
 
 
 TITLE_GAP_PX = 8

@@ -62,7 +62,8 @@ def _from_url() -> bool | None:
 
 
 def apply() -> bool:
-    """Read the URL and the sidebar toggle, inject the CSS when on; returns whether it is on."""
+    """Read the URL and draw the sidebar toggle; returns whether the mode is on (``app.py``
+    then puts :data:`CSS` into the app's one style block, ``ui.layout.apply``)."""
     url = _from_url()
     if url is not None and st.session_state.get(f"{KEY}__url") != url:
         st.session_state[KEY] = url  # a new ?projector= value wins once, then the toggle rules
@@ -70,10 +71,7 @@ def apply() -> bool:
     st.session_state.setdefault(KEY, False)
     st.sidebar.toggle("Projector mode", key=KEY, persist_state="session", help="Large text and thick lines for a classroom projector "
                       "(also ?projector=1 in the URL).")
-    on = bool(st.session_state.get(KEY))
-    if on:
-        st.html(CSS)
-    return on
+    return bool(st.session_state.get(KEY))
 
 
 def active() -> bool:
